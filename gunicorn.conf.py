@@ -1,0 +1,44 @@
+"""gunicorn settings for the gateway (read by the Procfile and `make run`).
+
+Only the standard library is imported here: the gevent worker patches sockets in
+``init_process``, after this file is read, and nothing may import requests/psycopg before.
+"""
+
+import os
+import shutil
+import tempfile
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gevent"
+# Streams are long-lived: one worker should hold thousands of them.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "4000"))
+# For async workers `timeout` is a heartbeat, not a request limit.
+timeout = 60
+# On SIGTERM, running streams get this long to finish before the worker exits; usage is
+# flushed in worker_exit. Heroku sends SIGKILL 30 s after SIGTERM, so stay below that there.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+keepalive = 75
+accesslog = None
+control_socket_disable = True
+
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="packet-metrics-")
+else:
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def worker_exit(server, worker):
+    """Flush buffered usage before the worker goes away."""
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get("packet") if app is not None else None
+    if runtime is not None:
+        runtime.close()
+
+
+def child_exit(server, worker):
+    """Let prometheus-client drop a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,136 @@
+"""Packet gateway: an OpenAI-compatible API gateway in front of users' own vLLM servers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.pool import StaticPool
+
+from .config import Settings, load_settings
+
+__all__ = ["create_app"]
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app: config → extensions → runtime → errors → blueprints → CLI.
+
+    ``env`` replaces the process environment (tests pass their own); nothing here touches the
+    network or the database.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    settings = load_settings(env, instance_path=app.instance_path)
+    configure(app, settings)
+    register_extensions(app, settings)
+    register_errorhandlers(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        RATELIMIT_STORAGE_URI=settings.storage_uri,
+        RATELIMIT_STRATEGY="fixed-window",
+        RATELIMIT_SWALLOW_ERRORS=settings.limits_fail_open,
+        RATELIMIT_HEADERS_ENABLED=False,
+        RATELIMIT_KEY_PREFIX="packet",
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("packet").setLevel(settings.log_level)
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        options: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            options["poolclass"] = StaticPool
+        return options
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    """Bind extensions and build the per-worker runtime. Order matters: see comments."""
+    from . import auth, observability
+    from .extensions import db, limiter, migrate
+    from .limits import TokenBudget
+    from .metering import Meter
+    from .runtime import Runtime
+    from .upstream.client import UpstreamClient
+    from .upstream.discovery import Discovery
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+
+    keys = auth.KeyCache(settings.auth_cache_ttl)
+    client = UpstreamClient(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        pool_maxsize=settings.pool_maxsize,
+    )
+    # Request ids first, then auth, then the limiter: its limits are keyed by account.
+    observability.init_app(app)
+    auth.init_app(app, keys)
+    limiter.init_app(app)
+    app.extensions["packet"] = Runtime(
+        settings=settings,
+        keys=keys,
+        client=client,
+        discovery=Discovery(
+            client,
+            interval=settings.discovery_interval,
+            probe_timeout=settings.discovery_timeout,
+            cooloff=settings.unhealthy_cooloff,
+            warmup_timeout=settings.warmup_timeout,
+        ),
+        tokens=TokenBudget(
+            limiter.storage, settings.limit_window_seconds, fail_open=settings.limits_fail_open,
+            on_storage_error=observability.LIMIT_STORAGE_ERRORS.inc,
+        ),
+        meter=Meter(app, settings, touched_keys=keys.drain_touched),
+    )
+    app.before_request(app.extensions["packet"].start)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _migrations_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .api import bp as v1
+    from .api.health import bp as health
+
+    app.register_blueprint(v1)
+    app.register_blueprint(health)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register
+
+    register(app)

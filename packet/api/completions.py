@@ -1,0 +1,13 @@
+"""POST /v1/completions."""
+
+from flask import Response
+
+from ..proxy import handle
+from ..schemas import COMPLETION
+from . import bp
+
+
+@bp.post("/completions")
+def completions() -> Response:
+    """Legacy text completion, streamed as SSE when ``stream`` is true."""
+    return handle(COMPLETION, "completions", "/v1/completions")

@@ -1,0 +1,52 @@
+"""GET /health: the gateway's own readiness, and with a key the caller's endpoints too."""
+
+import time
+
+from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
+
+from .. import store
+from ..auth import authenticate
+from ..extensions import limiter
+from ..proxy import endpoint_triples
+from ..runtime import runtime
+
+bp = Blueprint("health", __name__)
+
+
+def _check(probe) -> str:
+    try:
+        ok = probe()
+    except Exception:  # noqa: BLE001 - health reports, it never raises
+        return "unavailable"
+    return "ok" if ok is not False else "unavailable"
+
+
+@bp.get("/health")
+def health() -> ResponseReturnValue:
+    """200 when the database and limit storage answer (and, with a key, an endpoint is ready)."""
+    rt = runtime()
+    body = {
+        "status": "ok",
+        "database": _check(store.ping),
+        "limit_storage": _check(limiter.storage.check),
+    }
+    healthy = body["database"] == "ok" and body["limit_storage"] == "ok"
+    if request.headers.get("Authorization"):
+        principal = authenticate(rt.keys)
+        states = rt.discovery.states(endpoint_triples(rt, principal))
+        now = time.monotonic()
+        body["endpoints"] = [
+            {
+                "endpoint": s.label,
+                "status": s.status if s.ready(now) or s.status != "healthy" else "cooling_off",
+                "models": sorted(s.models),
+                "checked_seconds_ago": round(now - s.checked_at, 1) if s.checked_at else None,
+                "inflight": s.inflight,
+            }
+            for s in states
+        ]
+        body["ready"] = any(s.ready(now) for s in states)
+        healthy = healthy and body["ready"]
+    body["status"] = "ok" if healthy else "unavailable"
+    return body, 200 if healthy else 503

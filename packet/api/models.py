@@ -1,0 +1,36 @@
+"""GET /v1/models and /v1/models/{id}: what the caller's ready endpoints serve."""
+
+from typing import Any
+
+from flask import g, jsonify
+from flask.typing import ResponseReturnValue
+
+from ..errors import ModelNotFound
+from ..proxy import endpoint_triples
+from ..runtime import runtime
+from . import bp
+
+
+def _served() -> dict[str, dict[str, Any]]:
+    rt = runtime()
+    states = rt.discovery.states(endpoint_triples(rt, g.principal))
+    return rt.discovery.served_models(states)
+
+
+@bp.get("/models")
+def list_models() -> ResponseReturnValue:
+    """OpenAI list format; vLLM's extra fields (max_model_len, root, …) kept."""
+    return jsonify({"object": "list", "data": list(_served().values())})
+
+
+@bp.get("/models/<path:model_id>")
+def get_model(model_id: str) -> ResponseReturnValue:
+    """One model card, or 404 listing the models that are served."""
+    served = _served()
+    if model_id not in served:
+        raise ModelNotFound(
+            f"The model '{model_id}' does not exist or is not served by your running "
+            f"endpoints. Available models: {', '.join(served) or 'none'}.",
+            param="model",
+        )
+    return jsonify(served[model_id])

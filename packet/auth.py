@@ -1,0 +1,124 @@
+"""Bearer key → account, with a short per-worker cache so the hot path skips the database.
+
+Revocation, tier and balance changes are seen by every worker within ``PACKET_AUTH_CACHE_TTL``
+seconds (5 by default). The balance check that matters for money is not this snapshot but the
+atomic reservation in :mod:`packet.metering`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from flask import Flask, g, request
+
+from . import keys, store
+from .errors import InsufficientQuota, InvalidAPIKey
+
+_NEGATIVE_TTL = 2.0
+_MAX_ENTRIES = 50_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    """What a request knows about its caller, snapshotted from the database."""
+
+    key_id: int
+    key_prefix: str
+    account_id: int
+    account_name: str
+    tier: str
+    balance_micros: int
+    default_model: str | None
+    endpoints: tuple[store.EndpointRow, ...]
+
+
+class KeyCache:
+    """Digest → principal (or ``None`` for unknown/revoked) with an expiry per entry."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._touched: dict[int, float] = {}
+
+    def lookup(self, key: str) -> Principal | None:
+        """The principal for ``key``, loading it from the database when not fresh."""
+        digest = keys.digest(key)
+        now = time.monotonic()
+        entry = self._entries.get(digest)
+        if entry is not None and entry[0] > now:
+            principal = entry[1]
+        else:
+            principal = _load(digest, keys.display_prefix(key))
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+            ttl = self.ttl if principal is not None else min(self.ttl, _NEGATIVE_TTL)
+            self._entries[digest] = (now + ttl, principal)
+        if principal is not None:
+            self._touched[principal.key_id] = time.time()
+        return principal
+
+    def invalidate(self) -> None:
+        """Forget every cached principal (admin changes in this process)."""
+        self._entries.clear()
+
+    def drain_touched(self) -> dict[int, float]:
+        """Key ids used since the last call, with their last use (for ``last_used_at``)."""
+        touched, self._touched = self._touched, {}
+        return touched
+
+
+def _load(digest: str, prefix: str) -> Principal | None:
+    row = store.find_active_key(digest)
+    if row is None:
+        return None
+    return Principal(
+        key_id=row.key_id,
+        key_prefix=prefix,
+        account_id=row.account_id,
+        account_name=row.account_name,
+        tier=row.tier,
+        balance_micros=row.balance_micros,
+        default_model=row.default_model,
+        endpoints=store.account_endpoints(row.account_id),
+    )
+
+
+def bearer_key() -> str:
+    """The key from ``Authorization: Bearer …``; never from the query string."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise InvalidAPIKey(
+            "Missing API key. Send 'Authorization: Bearer pk_live_...' with your Packet.ai key."
+        )
+    return credentials.strip()
+
+
+def authenticate(cache: KeyCache) -> Principal:
+    """Resolve the request's key to a principal, or raise 401/403."""
+    key = bearer_key()
+    if not keys.is_well_formed(key):
+        raise InvalidAPIKey("Malformed API key: Packet.ai keys start with 'pk_live_'.")
+    principal = cache.lookup(key)
+    if principal is None:
+        raise InvalidAPIKey(
+            f"Incorrect API key provided: {keys.display_prefix(key)}…. It does not exist or "
+            "has been revoked."
+        )
+    return principal
+
+
+def require_balance(principal: Principal) -> None:
+    """403 before any upstream call when the (cached) balance is spent."""
+    if principal.balance_micros <= 0:
+        raise InsufficientQuota()
+
+
+def init_app(app: Flask, cache: KeyCache) -> None:
+    """Authenticate every /v1 request before anything else (the limiter keys on the account)."""
+
+    @app.before_request
+    def _authenticate() -> None:
+        if request.blueprint == "v1":
+            g.principal = authenticate(cache)

@@ -1,0 +1,245 @@
+"""Admin commands: ``flask --app app accounts|keys|endpoints|usage|demo …``.
+
+Amounts are dollars on the command line (``25``, ``0.50``); a negative credit goes after
+``--`` (``accounts credit acme -- -5``). ``keys create`` prints the new key alone on the last
+line of stdout so scripts can capture it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from . import store
+from .config import ConfigError, dollars_to_micros
+from .upstream.client import validate_base_url
+
+accounts = AppGroup("accounts", help="Create, credit and list accounts.")
+keys_cli = AppGroup("keys", help="Create, revoke and list API keys.")
+endpoints = AppGroup("endpoints", help="Add, list and remove inference endpoints.")
+
+
+def dollars(micros: int) -> str:
+    """Micro-dollars as a dollar string: 25000000 → '25.00', 1234 → '0.001234'."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), 1_000_000)
+    text = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{whole}.{text}"
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _amount(value: str) -> int:
+    try:
+        return dollars_to_micros(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _tier(value: str) -> str:
+    tiers = current_app.extensions["packet"].settings.tiers
+    if value not in tiers:
+        raise click.BadParameter(f"unknown tier {value!r}; configured: {', '.join(tiers)}")
+    return value
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--tier", default=None, help="A configured tier (default: PACKET_DEFAULT_TIER).")
+@click.option("--balance", default="0", help="Starting balance in dollars.")
+@click.option("--default-model", default=None, help="Model used for 'auto' when several run.")
+def accounts_create(name: str, tier: str | None, balance: str, default_model: str | None) -> None:
+    """Create account NAME."""
+    tier = _tier(tier or current_app.extensions["packet"].settings.default_tier)
+    try:
+        account = store.create_account(name, tier, _amount(balance), default_model)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    click.echo(f"created account {account.name} (tier {account.tier}, balance ${dollars(account.balance_micros)})")
+
+
+@accounts.command("credit", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("amount")
+def accounts_credit(name: str, amount: str) -> None:
+    """Add AMOUNT dollars to NAME's balance (negative removes)."""
+    try:
+        account = store.credit_account(name, _amount(amount))
+    except store.StoreError as exc:
+        _fail(str(exc))
+    current_app.extensions["packet"].keys.invalidate()
+    click.echo(f"{account.name}: balance ${dollars(account.balance_micros)}")
+
+
+@accounts.command("set-tier")
+@click.argument("name")
+@click.argument("tier")
+def accounts_set_tier(name: str, tier: str) -> None:
+    """Move NAME to TIER."""
+    try:
+        account = store.update_account(name, tier=_tier(tier))
+    except store.StoreError as exc:
+        _fail(str(exc))
+    click.echo(f"{account.name}: tier {account.tier}")
+
+
+@accounts.command("list")
+def accounts_list() -> None:
+    """One line per account."""
+    for a in store.list_accounts():
+        click.echo(f"{a.name}\ttier={a.tier}\tbalance=${dollars(a.balance_micros)}"
+                   f"\tdefault_model={a.default_model or '-'}")
+
+
+@keys_cli.command("create")
+@click.argument("name")
+@click.option("--label", default=None, help="A note to recognise the key by.")
+def keys_create(name: str, label: str | None) -> None:
+    """Create a key for NAME; the key is printed once, alone on the last line."""
+    try:
+        row, key = store.create_key(name, label)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    click.echo(f"created key {row.prefix}… for {name}; store it now, it is not shown again:", err=True)
+    click.echo(key)
+
+
+@keys_cli.command("revoke")
+@click.argument("key_or_prefix")
+def keys_revoke(key_or_prefix: str) -> None:
+    """Revoke a key by the full key or its display prefix."""
+    try:
+        row = store.revoke_key(key_or_prefix)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    current_app.extensions["packet"].keys.invalidate()
+    click.echo(f"revoked {row.prefix}…")
+
+
+@keys_cli.command("list")
+@click.argument("name")
+def keys_list(name: str) -> None:
+    """NAME's keys: prefix, label, created, last used, revoked."""
+    try:
+        rows = store.list_keys(name)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    for k in rows:
+        click.echo(
+            f"{k.prefix}…\tlabel={k.label or '-'}\tcreated={_iso(k.created_at)}"
+            f"\tlast_used={_iso(k.last_used_at)}\trevoked={_iso(k.revoked_at)}"
+        )
+
+
+@endpoints.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--upstream-key", default=None, help="API key vLLM was started with (--api-key).")
+def endpoints_add(name: str, url: str, upstream_key: str | None) -> None:
+    """Add inference endpoint URL (vLLM's base URL, e.g. http://10.0.0.5:8000) to NAME."""
+    try:
+        base_url = validate_base_url(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="URL") from None
+    try:
+        endpoint = store.add_endpoint(name, base_url, upstream_key)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    current_app.extensions["packet"].keys.invalidate()
+    click.echo(f"added endpoint {endpoint.id}: {endpoint.base_url}")
+
+
+@endpoints.command("list")
+@click.argument("name")
+def endpoints_list(name: str) -> None:
+    """NAME's endpoints."""
+    try:
+        rows = store.list_endpoints(name)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    for e in rows:
+        click.echo(f"{e.id}\t{e.base_url}\tupstream_key={'set' if e.upstream_key else '-'}")
+
+
+@endpoints.command("remove")
+@click.argument("name")
+@click.argument("endpoint_id", type=int)
+def endpoints_remove(name: str, endpoint_id: int) -> None:
+    """Remove endpoint ENDPOINT_ID from NAME."""
+    try:
+        store.remove_endpoint(name, endpoint_id)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    current_app.extensions["packet"].keys.invalidate()
+    click.echo(f"removed endpoint {endpoint_id}")
+
+
+@click.command("usage")
+@click.argument("name")
+@click.option("--since", default=None, help="ISO date or time, e.g. 2026-11-01.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def usage(name: str, since: str | None, as_json: bool) -> None:
+    """NAME's usage: totals, and per model and key."""
+    since_at = None
+    if since:
+        try:
+            since_at = datetime.fromisoformat(since)
+        except ValueError:
+            raise click.BadParameter("use an ISO date such as 2026-11-01", param_hint="--since") from None
+        if since_at.tzinfo is None:
+            since_at = since_at.replace(tzinfo=timezone.utc)
+    try:
+        rows = store.usage_rows(name, since=since_at)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    report = usage_report(rows)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    t = report["total"]
+    click.echo(f"{name}: {t['requests']} requests, {t['prompt_tokens']} prompt + "
+               f"{t['completion_tokens']} completion tokens, ${t['cost']}")
+    for row in report["breakdown"]:
+        click.echo(f"  model={row['model']}\tkey_id={row['key_id']}\trequests={row['requests']}"
+                   f"\ttokens={row['total_tokens']}\tcost=${row['cost']}")
+
+
+def usage_report(rows: list[tuple]) -> dict:
+    """Totals and per model/key breakdown from :func:`store.usage_rows`."""
+    breakdown = [
+        {"model": m, "key_id": k, "requests": n, "prompt_tokens": p, "completion_tokens": c,
+         "total_tokens": t, "cost_micros": cost, "cost": dollars(cost)}
+        for m, k, n, p, c, t, cost in rows
+    ]
+    total = {name: sum(r[name] for r in breakdown) for name in
+             ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micros")}
+    total["cost"] = dollars(total["cost_micros"])
+    return {"total": total, "breakdown": breakdown}
+
+
+@click.command("demo")
+def demo() -> None:
+    """Create the demo account (first time) and print a fresh key for it (used by `make run`)."""
+    try:
+        store.get_account("demo")
+    except store.StoreError:
+        store.create_account("demo", current_app.extensions["packet"].settings.default_tier,
+                             _amount("25"))
+    _, key = store.create_key("demo", "make run")
+    click.echo(key)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+def register(app: Flask) -> None:
+    """Attach every command group to the app's ``flask`` CLI."""
+    for command in (accounts, keys_cli, endpoints, usage, demo):
+        app.cli.add_command(command)

@@ -1,0 +1,209 @@
+"""Every environment variable the gateway reads, parsed once into typed settings.
+
+Nothing else in the package reads ``os.environ``: the factory calls :func:`load_settings`
+and everything downstream receives the resulting :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_TIERS: dict[str, dict[str, int]] = {
+    "free": {"rpm": 20, "tpm": 40_000},
+    "standard": {"rpm": 60, "tpm": 150_000},
+    "premium": {"rpm": 200, "tpm": 500_000},
+}
+
+MICROS_PER_DOLLAR = 1_000_000
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the gateway cannot use."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """Price of one million tokens, in micro-dollars, for input and output."""
+
+    input_per_million: int
+    output_per_million: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The gateway's configuration, immutable once the app is built."""
+
+    database_url: str
+    storage_uri: str
+    upstreams: tuple[str, ...]
+    tiers: dict[str, dict[str, int]]
+    default_tier: str = "free"
+    admin_token: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    keepalive_interval: float = 15.0
+    pool_maxsize: int = 1000
+    max_body_bytes: int = 8 * 1024 * 1024
+    auth_cache_ttl: float = 5.0
+    limit_window_seconds: int = 60
+    limits_fail_open: bool = True
+    default_max_tokens: int = 1024
+    discovery_interval: float = 10.0
+    discovery_timeout: float = 3.0
+    unhealthy_cooloff: float = 15.0
+    warmup_timeout: float = 30.0
+    failover_attempts: int = 2
+    default_price: Price = field(default_factory=lambda: Price(0, 0))
+    prices: dict[str, Price] = field(default_factory=dict)
+    usage_flush_interval: float = 0.5
+    usage_batch_size: int = 500
+    log_level: str = "INFO"
+
+    def price_for(self, model: str) -> Price:
+        """The price table entry for ``model``, or the default price."""
+        return self.prices.get(model, self.default_price)
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` spelling and use the psycopg 3 driver for Postgres."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def dollars_to_micros(value: str | float | int) -> int:
+    """Parse a dollar amount such as ``"25"`` or ``"0.50"`` into integer micro-dollars."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ConfigError(f"not an amount of dollars: {value!r}") from exc
+    if not amount.is_finite():
+        raise ConfigError(f"not an amount of dollars: {value!r}")
+    return int((amount * MICROS_PER_DOLLAR).to_integral_value())
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _tiers(raw: str | None) -> dict[str, dict[str, int]]:
+    tiers = {name: dict(figures) for name, figures in DEFAULT_TIERS.items()}
+    if not raw:
+        return tiers
+    try:
+        extra = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"PACKET_TIERS is not valid JSON: {exc}") from exc
+    if not isinstance(extra, dict):
+        raise ConfigError("PACKET_TIERS must be a JSON object of tier name → {rpm, tpm}")
+    for name, figures in extra.items():
+        if not isinstance(figures, dict):
+            raise ConfigError(f"PACKET_TIERS[{name!r}] must be an object with rpm and tpm")
+        merged = tiers.get(name, {}) | figures
+        for key in ("rpm", "tpm"):
+            value = merged.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"PACKET_TIERS[{name!r}].{key} must be a positive integer")
+        tiers[name] = {"rpm": merged["rpm"], "tpm": merged["tpm"]}
+    return tiers
+
+
+def _prices(raw: str | None) -> dict[str, Price]:
+    if not raw:
+        return {}
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"PACKET_PRICES is not valid JSON: {exc}") from exc
+    if not isinstance(table, dict):
+        raise ConfigError('PACKET_PRICES must be {"model": {"input": $, "output": $}}')
+    prices = {}
+    for model, entry in table.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"PACKET_PRICES[{model!r}] must be an object with input and output")
+        prices[model] = Price(
+            dollars_to_micros(entry.get("input", 0)), dollars_to_micros(entry.get("output", 0))
+        )
+    return prices
+
+
+def default_sqlite_url(instance_path: str) -> str:
+    """SQLite file under the Flask instance folder: the zero-setup default."""
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(instance_path) / 'packet.db'}"
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -> Settings:
+    """Read the configuration from ``env`` (the process environment by default)."""
+    env = os.environ if env is None else env
+    database_url = env.get("DATABASE_URL") or default_sqlite_url(instance_path)
+    tiers = _tiers(env.get("PACKET_TIERS"))
+    default_tier = env.get("PACKET_DEFAULT_TIER", "free")
+    if default_tier not in tiers:
+        raise ConfigError(f"PACKET_DEFAULT_TIER {default_tier!r} is not a configured tier")
+    upstreams = tuple(
+        url.strip().rstrip("/") for url in env.get("PACKET_UPSTREAMS", "").split(",") if url.strip()
+    )
+    return Settings(
+        database_url=normalize_database_url(database_url),
+        storage_uri=env.get("REDIS_URL") or "memory://",
+        upstreams=upstreams,
+        tiers=tiers,
+        default_tier=default_tier,
+        admin_token=env.get("PACKET_ADMIN_TOKEN") or None,
+        connect_timeout=_float(env, "PACKET_CONNECT_TIMEOUT", 5.0),
+        read_timeout=_float(env, "PACKET_READ_TIMEOUT", 600.0),
+        keepalive_interval=_float(env, "PACKET_KEEPALIVE_INTERVAL", 15.0),
+        pool_maxsize=_int(env, "PACKET_POOL_MAXSIZE", 1000),
+        max_body_bytes=_int(env, "PACKET_MAX_BODY_BYTES", 8 * 1024 * 1024),
+        auth_cache_ttl=_float(env, "PACKET_AUTH_CACHE_TTL", 5.0),
+        limit_window_seconds=max(1, _int(env, "PACKET_LIMIT_WINDOW_SECONDS", 60)),
+        limits_fail_open=_bool(env, "PACKET_LIMITS_FAIL_OPEN", True),
+        default_max_tokens=max(1, _int(env, "PACKET_DEFAULT_MAX_TOKENS", 1024)),
+        discovery_interval=_float(env, "PACKET_DISCOVERY_INTERVAL", 10.0),
+        discovery_timeout=_float(env, "PACKET_DISCOVERY_TIMEOUT", 3.0),
+        unhealthy_cooloff=_float(env, "PACKET_UNHEALTHY_COOLOFF", 15.0),
+        warmup_timeout=_float(env, "PACKET_WARMUP_TIMEOUT", 30.0),
+        failover_attempts=max(1, _int(env, "PACKET_FAILOVER_ATTEMPTS", 2)),
+        default_price=Price(
+            dollars_to_micros(env.get("PACKET_PRICE_INPUT", "0")),
+            dollars_to_micros(env.get("PACKET_PRICE_OUTPUT", "0")),
+        ),
+        prices=_prices(env.get("PACKET_PRICES")),
+        usage_flush_interval=_float(env, "PACKET_USAGE_FLUSH_INTERVAL", 0.5),
+        usage_batch_size=max(1, _int(env, "PACKET_USAGE_BATCH_SIZE", 500)),
+        log_level=env.get("LOG_LEVEL", "INFO").upper(),
+    )

@@ -1,0 +1,212 @@
+"""The error hierarchy and the one place that renders every error as OpenAI's envelope.
+
+Views and services raise :class:`APIError` subclasses; werkzeug's HTTP errors, marshmallow's
+validation errors, rate-limit breaches and anything unexpected are converted here, so a client
+only ever sees ``{"error": {"message", "type", "param", "code"}}`` — never HTML or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("packet.errors")
+
+NO_ENDPOINT_HINT = (
+    "No running inference endpoint found. Make sure your GPU pod is running, vLLM is deployed "
+    "and port 8000 is exposed as a service, then wait for the model to finish loading."
+)
+
+
+class APIError(Exception):
+    """An error with an HTTP status and OpenAI's envelope fields."""
+
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+    default_message = "The server had an error while processing your request."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.param = param
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON envelope, as OpenAI sends it."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(APIError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+    default_message = "The request body is not valid."
+
+
+class InvalidAPIKey(APIError):
+    status, type, code = 401, "invalid_request_error", "invalid_api_key"
+    default_message = (
+        "Invalid API key. Send 'Authorization: Bearer pk_live_...' with a key that has not "
+        "been revoked."
+    )
+
+
+class InsufficientQuota(APIError):
+    status, type, code = 403, "insufficient_quota", "insufficient_quota"
+    default_message = "Your account balance is depleted. Add funds in the Billing section."
+
+
+class NotFound(APIError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+    default_message = "Not found."
+
+
+class ModelNotFound(APIError):
+    status, type, code = 404, "invalid_request_error", "model_not_found"
+
+
+class MethodNotAllowed(APIError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
+class PayloadTooLarge(APIError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class RateLimitExceeded(APIError):
+    status, type, code = 429, "requests", "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit_type: str = "requests", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.type = limit_type
+
+
+class InternalError(APIError):
+    pass
+
+
+class UpstreamError(APIError):
+    status, type, code = 502, "server_error", "upstream_error"
+    default_message = "The inference endpoint returned an invalid response."
+
+
+class ServiceUnavailable(APIError):
+    status, type, code = 503, "server_error", "service_unavailable"
+    default_message = NO_ENDPOINT_HINT
+
+
+class UpstreamTimeout(APIError):
+    status, type, code = 504, "server_error", "upstream_timeout"
+    default_message = "The inference endpoint did not answer in time."
+
+
+class UpstreamClientError(APIError):
+    """An upstream 4xx relayed with its own message (e.g. context length exceeded)."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        self.code = {404: "model_not_found", 429: "rate_limit_exceeded"}.get(
+            status, "invalid_request"
+        )
+
+
+_HTTP_ERRORS: dict[int, type[APIError]] = {
+    400: InvalidRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+def from_http_exception(exc: HTTPException) -> APIError:
+    """Translate werkzeug's HTTP errors (404, 405, 413, …) into the envelope's terms."""
+    from flask import request
+
+    status = exc.code or 500
+    if status == 404:
+        return NotFound(f"Invalid URL ({request.method} {request.path}).")
+    if status == 405:
+        return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
+    if status == 413:
+        return PayloadTooLarge("The request body is too large.")
+    cls = _HTTP_ERRORS.get(status)
+    if cls is not None:
+        return cls(exc.description)
+    error = APIError(exc.description)
+    error.status = status
+    error.type = "invalid_request_error" if status < 500 else "server_error"
+    error.code = (exc.name or "error").lower().replace(" ", "_")
+    return error
+
+
+def from_upstream(exc: Exception) -> APIError:
+    """Translate :mod:`packet.upstream.errors` into the envelope's terms."""
+    from .upstream import errors as up
+
+    if isinstance(exc, up.ModelNotServed):
+        served = ", ".join(exc.available) or "none"
+        return ModelNotFound(
+            f"The model '{exc.model}' does not exist or is not served by your running "
+            f"endpoints. Available models: {served}.",
+            param="model",
+        )
+    if isinstance(exc, up.NoEndpoint):
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return ServiceUnavailable(NO_ENDPOINT_HINT, headers=headers)
+    if isinstance(exc, up.ConnectFailed):
+        return ServiceUnavailable(NO_ENDPOINT_HINT, headers={"Retry-After": "5"})
+    if isinstance(exc, up.TimedOut):
+        return UpstreamTimeout()
+    return UpstreamError()
+
+
+def render(error: APIError) -> Response:
+    """The one function that turns an error into an HTTP response."""
+    response = Response(orjson.dumps(error.body()), status=error.status, mimetype="application/json")
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    g.error = error
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every exception Flask can see through :func:`render`."""
+    from flask_limiter import RateLimitExceeded as LimiterBreach
+    from redis.exceptions import RedisError
+
+    from .limits import breach_error
+    from .upstream.errors import UpstreamFailure
+
+    app.register_error_handler(APIError, render)
+    app.register_error_handler(LimiterBreach, lambda exc: render(breach_error(exc)))
+    app.register_error_handler(HTTPException, lambda exc: render(from_http_exception(exc)))
+    app.register_error_handler(UpstreamFailure, lambda exc: render(from_upstream(exc)))
+    app.register_error_handler(
+        RedisError,
+        lambda exc: render(ServiceUnavailable("Rate limit storage is unreachable; try again shortly.")),
+    )
+
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error: %s", type(exc).__name__)
+        return render(InternalError())
+
+    app.register_error_handler(Exception, unexpected)

@@ -1,0 +1,24 @@
+"""Extension objects, created unbound here and bound to the app in the factory."""
+
+from flask_limiter import Limiter
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every table."""
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+
+
+def _limit_key() -> str:
+    """Requests are limited per account; auth has put the account on ``g`` already."""
+    from flask import g
+
+    return f"account:{g.principal.account_id}"
+
+
+limiter = Limiter(key_func=_limit_key, headers_enabled=False)

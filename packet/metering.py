@@ -1,0 +1,128 @@
+"""The only writer of usage and balance.
+
+Admission reserves the request's maximum cost with one atomic SQL decrement (so concurrent
+requests cannot drive a balance far below zero); when the request ends its usage row and the
+settlement (reservation released, real cost charged) are queued, and a background greenlet
+writes them in batches, in one transaction per batch. The queue is flushed on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from flask import Flask
+
+from . import store
+from .auth import Principal
+from .config import Settings
+from .errors import InsufficientQuota
+
+log = logging.getLogger("packet.metering")
+request_log = logging.getLogger("packet.request")
+
+
+def cost_micros(settings: Settings, model: str, prompt_tokens: int, completion_tokens: int) -> int:
+    """Cost of a request in micro-dollars, rounded up to the next micro-dollar."""
+    price = settings.price_for(model)
+    numerator = prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
+    return -(-numerator // 1_000_000)
+
+
+class Meter:
+    """Reservations at admission; buffered, batched usage rows and settlements afterwards."""
+
+    def __init__(self, app: Flask, settings: Settings, *,
+                 touched_keys: Callable[[], dict[int, float]]) -> None:
+        self.app = app
+        self.settings = settings
+        self.touched_keys = touched_keys
+        self._records: list[dict[str, Any]] = []
+        self._settlements: list[store.Settlement] = []
+        self._lock = threading.Lock()
+        self._loop: gevent.Greenlet | None = None
+        self.synchronous = settings.usage_flush_interval <= 0
+
+    def reserve(self, principal: Principal, model: str, prompt_estimate: int, max_tokens: int) -> int:
+        """Hold the request's maximum cost; raise 403 when the balance is spent."""
+        if principal.balance_micros <= 0:
+            raise InsufficientQuota()
+        amount = cost_micros(self.settings, model, prompt_estimate, max_tokens)
+        if amount and not store.reserve_balance(principal.account_id, amount):
+            raise InsufficientQuota()
+        return amount
+
+    def release(self, principal: Principal, reserved: int) -> None:
+        """Give a reservation back when the request never reached the upstream."""
+        if reserved:
+            self._enqueue(None, store.Settlement(principal.account_id, reserved, 0))
+
+    def record(self, usage: dict[str, Any], reserved: int) -> None:
+        """Queue one finished request: its usage row and its settlement."""
+        settlement = store.Settlement(usage["account_id"], reserved, usage["cost_micros"])
+        request_log.info(
+            "request_id=%s account=%s key=%s model=%s route=%s stream=%s status=%s "
+            "prompt_tokens=%s completion_tokens=%s cost_micros=%s ttft_ms=%s latency_ms=%s%s",
+            usage["request_id"], usage["account_id"], usage["key_id"], usage["model"],
+            usage["route"], usage["stream"], usage["status"], usage["prompt_tokens"],
+            usage["completion_tokens"], usage["cost_micros"], usage["ttft_ms"],
+            usage["latency_ms"], " disconnected" if usage["client_disconnected"] else "",
+        )
+        self._enqueue(usage, settlement)
+
+    def _enqueue(self, usage: dict[str, Any] | None, settlement: store.Settlement) -> None:
+        with self._lock:
+            if usage is not None:
+                self._records.append(usage)
+            self._settlements.append(settlement)
+            full = len(self._settlements) >= self.settings.usage_batch_size
+        if self.synchronous or full:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write everything queued; on failure keep it queued for the next try. Returns rows."""
+        with self._lock:
+            records, self._records = self._records, []
+            settlements, self._settlements = self._settlements, []
+        touched = self.touched_keys()
+        if not records and not settlements and not touched:
+            return 0
+        try:
+            with self.app.app_context():
+                store.write_usage(records, settlements, touched)
+        except Exception:
+            log.exception("usage flush failed; %d rows kept for the next try", len(records))
+            with self._lock:
+                self._records[:0] = records
+                self._settlements[:0] = settlements
+            return 0
+        return len(records)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._settlements)
+
+    def start(self) -> None:
+        """Start the background flusher (once per worker)."""
+        if self._loop is None and not self.synchronous:
+            self._loop = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(self.settings.usage_flush_interval)
+            self.flush()
+
+    def close(self, deadline: float = 10.0) -> None:
+        """Flush until the queue is empty (bounded), for a clean shutdown."""
+        if self._loop is not None:
+            self._loop.kill(block=False)
+            self._loop = None
+        end = time.monotonic() + deadline
+        while self.pending() and time.monotonic() < end:
+            self.flush()
+            if self.pending():
+                time.sleep(0.2)

@@ -1,0 +1,90 @@
+"""Request ids, the per-request log line and Prometheus metrics.
+
+Metrics work with several gunicorn workers through prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, set up by ``gunicorn.conf.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+request_log = logging.getLogger("packet.request")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+REQUESTS = Counter("packet_requests_total", "Requests answered", ["route", "status"])
+LATENCY = Histogram(
+    "packet_request_duration_seconds", "Time to the end of the response", ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+TOKENS = Counter("packet_tokens_total", "Tokens metered", ["kind"])
+UPSTREAM_FAILURES = Counter("packet_upstream_failures_total", "Upstream failures", ["kind"])
+LIMIT_STORAGE_ERRORS = Counter(
+    "packet_limit_storage_errors_total", "Rate-limit storage calls that failed"
+)
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus exposition, aggregated over every worker when in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def observe(route: str, status: int, seconds: float, prompt: int = 0, completion: int = 0) -> None:
+    """Count one finished request."""
+    REQUESTS.labels(route, str(status)).inc()
+    LATENCY.labels(route).observe(seconds)
+    if prompt:
+        TOKENS.labels("prompt").inc(prompt)
+    if completion:
+        TOKENS.labels("completion").inc(completion)
+
+
+def _begin() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+    g.started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    if g.get("metered"):
+        return response
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    observe(route, response.status_code, elapsed)
+    principal = g.get("principal")
+    error = g.get("error")
+    request_log.info(
+        "request_id=%s account=%s method=%s path=%s status=%s latency_ms=%d%s",
+        g.get("request_id"), principal.account_id if principal else "-", request.method,
+        request.path, response.status_code, elapsed * 1000,
+        f" error={error.code}" if error is not None else "",
+    )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Request ids and the log line for every request; /metrics."""
+    app.before_request(_begin)
+    app.after_request(_finish)
+    app.register_blueprint(bp)

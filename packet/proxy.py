@@ -1,0 +1,287 @@
+"""The request path for completions: validate → route → admit → proxy/stream → meter.
+
+Authentication and the request-rate limit already ran (``before_request`` hooks). This module
+turns a validated body into an upstream call with failover, relays the answer (JSON or SSE) and
+hands the outcome to the meter, exactly once per request, whatever happens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from flask import Response, g, request
+from marshmallow import Schema
+
+from . import observability
+from .auth import Principal
+from .errors import InvalidRequest, UpstreamClientError, UpstreamError
+from .limits import TokenReservation, tier_figures
+from .metering import cost_micros
+from .runtime import Runtime, runtime
+from .schemas import first_error
+from .upstream.discovery import EndpointState, Target
+from .upstream.errors import BadGateway, ConnectFailed, UpstreamFailure
+from .upstream.relay import StreamResult, relay_sse
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_RETRY_STATUSES = (502, 503)
+
+
+def parse_body(schema: Schema) -> dict[str, Any]:
+    """The client's JSON object, validated; 400 naming the offending param otherwise."""
+    raw = request.get_data(cache=True)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. Send valid JSON with "
+            "'Content-Type: application/json'."
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    errors = schema.validate(body)
+    if errors:
+        _raise(errors)
+    return body
+
+
+def _raise(messages: Any) -> None:
+    param, message = first_error(messages)
+    raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param or None)
+
+
+def endpoint_triples(rt: Runtime, principal: Principal) -> list[tuple[str, str | None, str]]:
+    """The caller's endpoints (url, upstream key, label), or the shared pool when it has none."""
+    if principal.endpoints:
+        return [(e.base_url, e.upstream_key, e.base_url) for e in principal.endpoints]
+    return [(url, None, f"shared pool #{i + 1}") for i, url in enumerate(rt.settings.upstreams)]
+
+
+def requested_model(body: dict[str, Any]) -> str | None:
+    """The model the client named, or None for ``"auto"``/omitted."""
+    model = body.get("model")
+    return None if model in (None, "", "auto") else model
+
+
+@dataclass
+class Call:
+    """Everything known about one proxied request, carried to its end."""
+
+    rt: Runtime
+    principal: Principal
+    route: str
+    request_id: str
+    started: float
+    target: Target
+    stream: bool
+    reserved_micros: int
+    tokens: TokenReservation | None
+    prompt_estimate: int
+
+    def finish(self, status: int, prompt: int, completion: int, *, ttft: float | None = None,
+               disconnected: bool = False) -> None:
+        """Release the endpoint, settle tokens and money, queue the usage row. Once."""
+        self.target.state.inflight -= 1
+        self.rt.tokens.settle(self.tokens, prompt + completion)
+        latency = time.perf_counter() - self.started
+        usage = {
+            "request_id": self.request_id,
+            "account_id": self.principal.account_id,
+            "key_id": self.principal.key_id,
+            "endpoint_url": self.target.state.label,
+            "model": self.target.model,
+            "route": self.route,
+            "stream": self.stream,
+            "status": status,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "cost_micros": cost_micros(self.rt.settings, self.target.model, prompt, completion),
+            "ttft_ms": None if ttft is None else int((ttft - self.started) * 1000),
+            "latency_ms": int(latency * 1000),
+            "client_disconnected": disconnected,
+        }
+        self.rt.meter.record(usage, self.reserved_micros)
+        observability.observe(self.route, status, latency, prompt, completion)
+
+
+def handle(schema: Schema, route: str, upstream_path: str) -> Response:
+    """Serve one chat or text completion request."""
+    rt = runtime()
+    principal: Principal = g.principal
+    body = parse_body(schema)
+    states = rt.discovery.states(endpoint_triples(rt, principal))
+    target = rt.discovery.route(states, requested_model(body), principal.default_model)
+
+    stream = body.get("stream") is True
+    prompt_estimate = len(request.get_data(cache=True)) // 4 + 1
+    max_tokens = _max_tokens(rt, body, target)
+    tokens = rt.tokens.admit(
+        principal.account_id, tier_figures(rt.settings, principal.tier)["tpm"],
+        prompt_estimate + max_tokens,
+    )
+    g.token_reservation = tokens
+    try:
+        reserved = rt.meter.reserve(principal, target.model, prompt_estimate, max_tokens)
+    except Exception:
+        rt.tokens.settle(tokens, 0)
+        raise
+
+    client_options = body.get("stream_options") or {}
+    if stream:
+        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+    headers = {
+        "Content-Type": "application/json",
+        "Accept-Encoding": "identity",
+        "X-Request-ID": g.request_id,
+    }
+    try:
+        target, response = _send(rt, states, target, principal, body, headers, upstream_path)
+    except Exception:
+        rt.tokens.settle(tokens, 0)
+        rt.meter.release(principal, reserved)
+        raise
+
+    call = Call(rt, principal, route, g.request_id, g.started, target, stream, reserved, tokens,
+                prompt_estimate)
+    g.metered = True
+    if response.status_code >= 400:
+        return _upstream_error(call, response)
+    if stream:
+        return _stream(call, response, client_options)
+    return _complete(call, response)
+
+
+def _max_tokens(rt: Runtime, body: dict[str, Any], target: Target) -> int:
+    explicit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if explicit:
+        return int(explicit)
+    card = target.state.models.get(target.model) or {}
+    limit = card.get("max_model_len")
+    default = rt.settings.default_max_tokens
+    return min(default, limit) if isinstance(limit, int) and limit > 0 else default
+
+
+def _send(rt: Runtime, states: list[EndpointState], target: Target, principal: Principal,
+          body: dict[str, Any], headers: dict[str, str], path: str) -> tuple[Target, Any]:
+    """POST to the target; before the first byte, fail over to another replica (bounded)."""
+    tried: list[EndpointState] = []
+    failure: UpstreamFailure | None = None
+    for attempt in range(rt.settings.failover_attempts):
+        if attempt:
+            try:
+                target = rt.discovery.route(states, target.model, None, exclude=tried)
+            except UpstreamFailure:
+                break
+        body["model"] = target.model
+        state = target.state
+        state.inflight += 1
+        try:
+            response = rt.client.post(
+                f"{state.url}{path}", orjson.dumps(body), headers | state.headers()
+            )
+        except ConnectFailed as exc:
+            state.inflight -= 1
+            observability.UPSTREAM_FAILURES.labels("connect").inc()
+            rt.discovery.mark_down(state, str(exc))
+            tried.append(state)
+            failure = exc
+            continue
+        except UpstreamFailure:
+            state.inflight -= 1
+            observability.UPSTREAM_FAILURES.labels("timeout").inc()
+            raise
+        if response.status_code in _RETRY_STATUSES and attempt + 1 < rt.settings.failover_attempts:
+            response.close()
+            state.inflight -= 1
+            observability.UPSTREAM_FAILURES.labels(f"http_{response.status_code}").inc()
+            rt.discovery.mark_down(state, f"answered {response.status_code}")
+            tried.append(state)
+            failure = BadGateway(f"answered {response.status_code}", response.status_code)
+            continue
+        return target, response
+    raise failure or BadGateway("no endpoint could take the request")
+
+
+def _complete(call: Call, response: Any) -> Response:
+    """Non-streaming: pass the upstream JSON through, metering its usage."""
+    try:
+        content = response.content
+    except Exception:  # noqa: BLE001 - a body cut short is a gateway error
+        call.finish(502, 0, 0)
+        raise UpstreamError("The inference endpoint closed the connection mid-response.") from None
+    finally:
+        response.close()
+    try:
+        usage = orjson.loads(content).get("usage") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        call.finish(502, 0, 0)
+        raise UpstreamError() from None
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    call.finish(response.status_code, prompt, completion, ttft=time.perf_counter())
+    return Response(content, status=response.status_code, mimetype="application/json")
+
+
+def _stream(call: Call, response: Any, client_options: dict[str, Any]) -> Response:
+    """Streaming: relay SSE events as they arrive; meter when the stream ends."""
+
+    def finished(result: StreamResult) -> None:
+        prompt = result.prompt_tokens if result.prompt_tokens is not None else call.prompt_estimate
+        completion = (
+            result.completion_tokens if result.completion_tokens is not None
+            else result.relayed_tokens
+        )
+        status = 200 if result.error is None else 502
+        call.finish(status, prompt, completion, ttft=result.first_event_at, disconnected=result.disconnected)
+
+    body = relay_sse(
+        response,
+        include_usage=bool(client_options.get("include_usage")),
+        continuous_usage=bool(client_options.get("continuous_usage_stats")),
+        keepalive=call.rt.settings.keepalive_interval,
+        on_finish=finished,
+    )
+    return Response(body, status=200, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+def _upstream_error(call: Call, response: Any) -> Response:
+    """An upstream 4xx keeps its message; 5xx and auth failures become 502."""
+    try:
+        content = response.content
+    except Exception:  # noqa: BLE001
+        content = b""
+    finally:
+        response.close()
+    status = response.status_code
+    call.finish(status, 0, 0)
+    message, param = _upstream_message(content)
+    if status in (401, 403):
+        raise UpstreamError(
+            "The inference endpoint rejected the gateway's credentials; check the endpoint's "
+            "upstream key."
+        )
+    if 400 <= status < 500:
+        raise UpstreamClientError(status, message or f"The inference endpoint answered {status}.",
+                                  param=param)
+    raise UpstreamError(f"The inference endpoint answered {status}.")
+
+
+def _upstream_message(content: bytes) -> tuple[str | None, str | None]:
+    """Message and param from vLLM's error body (nested, flat or a bare string)."""
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return error, None
+    if isinstance(error, dict):
+        param = error.get("param")
+        return error.get("message"), param if isinstance(param, str) else None
+    return None, None

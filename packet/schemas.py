@@ -1,0 +1,245 @@
+"""marshmallow schemas for the public request bodies.
+
+They validate the fields the API page documents (types, ranges, shapes) and let every other
+field through untouched, so vLLM's extra sampling parameters reach the upstream. The loaded
+result is only used for checking and for a few routing facts: the client's original body is
+what gets forwarded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+class StrictBool(fields.Field):
+    """Only JSON ``true``/``false`` (marshmallow's Boolean also takes ``"yes"``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("Must be a boolean.")
+        return value
+
+
+class StrictNumber(fields.Field):
+    """A JSON number (not a string, not a boolean, not NaN) within optional bounds."""
+
+    def __init__(self, *, minimum: float | None = None, maximum: float | None = None,
+                 integer: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.minimum, self.maximum, self.integer = minimum, maximum, integer
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError("Must be an integer." if self.integer else "Must be a number.")
+        if self.integer and not isinstance(value, int):
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ValidationError("Must be an integer.")
+            value = int(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError("Must be a finite number.")
+        if self.minimum is not None and value < self.minimum:
+            raise ValidationError(f"Must be greater than or equal to {self.minimum}.")
+        if self.maximum is not None and value > self.maximum:
+            raise ValidationError(f"Must be less than or equal to {self.maximum}.")
+        return value
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> StrictNumber:
+    return StrictNumber(minimum=minimum, maximum=maximum, integer=True, allow_none=True)
+
+
+def _num(minimum: float, maximum: float) -> StrictNumber:
+    return StrictNumber(minimum=minimum, maximum=maximum, allow_none=True)
+
+
+class StopField(fields.Field):
+    """``stop``: a string or a list of at most four strings."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            if len(value) > 4:
+                raise ValidationError("At most 4 stop sequences are allowed.")
+            if all(isinstance(item, str) for item in value):
+                return value
+        raise ValidationError("Must be a string or a list of at most 4 strings.")
+
+
+class ContentField(fields.Field):
+    """Message content: a string, a list of content parts, or null (assistant tool calls)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise ValidationError("Must be a string or a list of content parts.")
+        for index, part in enumerate(value):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise ValidationError({index: ["Each content part must be an object with a 'type'."]})
+            kind = part["type"]
+            if kind == "text" and not isinstance(part.get("text"), str):
+                raise ValidationError({index: ["A 'text' part needs a string 'text'."]})
+            if kind == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                if not isinstance(url, str):
+                    raise ValidationError({index: ["An 'image_url' part needs an image_url.url string."]})
+        return value
+
+
+class PromptField(fields.Field):
+    """``prompt``: a string, a list of strings, a token list, or a list of token lists."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value:
+            if all(isinstance(item, str) for item in value):
+                return value
+            if all(_is_token_list(item) for item in value) or _is_token_list(value):
+                return value
+        raise ValidationError(
+            "Must be a string, a non-empty list of strings, or token ids (list of integers)."
+        )
+
+
+def _is_token_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in value
+    )
+
+
+class ToolChoiceField(fields.Field):
+    """``tool_choice``: "none" | "auto" | "required" | {"type": "function", "function": {name}}."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if value in ("none", "auto", "required"):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("function"), dict):
+            if isinstance(value["function"].get("name"), str):
+                return value
+        raise ValidationError(
+            "Must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': …}}."
+        )
+
+
+class _Open(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+
+class FunctionCallSchema(_Open):
+    name = fields.String(required=True)
+    arguments = fields.String(required=True)
+
+
+class ToolCallSchema(_Open):
+    id = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.Equal("function"))
+    function = fields.Nested(FunctionCallSchema, required=True)
+
+
+class MessageSchema(_Open):
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    content = ContentField(allow_none=True)
+    name = fields.String()
+    tool_calls = fields.List(fields.Nested(ToolCallSchema))
+    tool_call_id = fields.String()
+
+    @validates_schema
+    def _content_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("content") is None and not (data["role"] == "assistant" and (
+            data.get("tool_calls") or data.get("function_call")
+        )):
+            raise ValidationError("Field required.", "content")
+        if data["role"] == "tool" and not data.get("tool_call_id"):
+            raise ValidationError("A tool message needs the tool_call_id it answers.", "tool_call_id")
+
+
+class FunctionSchema(_Open):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    description = fields.String()
+    parameters = fields.Dict()
+    strict = StrictBool(allow_none=True)
+
+
+class ToolSchema(_Open):
+    type = fields.String(required=True, validate=validate.Equal("function"))
+    function = fields.Nested(FunctionSchema, required=True)
+
+
+class StreamOptionsSchema(_Open):
+    include_usage = StrictBool(allow_none=True)
+    continuous_usage_stats = StrictBool(allow_none=True)
+
+
+class _Sampling(_Open):
+    """Fields shared by chat and text completions."""
+
+    model = fields.String(allow_none=True)
+    max_tokens = _int(1)
+    temperature = _num(0, 2)
+    top_p = _num(0, 1)
+    frequency_penalty = _num(-2, 2)
+    presence_penalty = _num(-2, 2)
+    n = _int(1, 128)
+    seed = _int()
+    stream = StrictBool(allow_none=True)
+    stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
+    stop = StopField(allow_none=True)
+    logit_bias = fields.Dict(keys=fields.String(), values=StrictNumber(minimum=-100, maximum=100),
+                             allow_none=True)
+    user = fields.String(allow_none=True)
+
+    @validates_schema
+    def _stream_options_need_stream(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("stream_options") is not None and not data.get("stream"):
+            raise ValidationError("stream_options is only allowed when stream is true.",
+                                  "stream_options")
+
+
+class ChatCompletionSchema(_Sampling):
+    messages = fields.List(fields.Nested(MessageSchema), required=True,
+                           validate=validate.Length(min=1, error="Must be a non-empty list."))
+    max_completion_tokens = _int(1)
+    tools = fields.List(fields.Nested(ToolSchema), allow_none=True)
+    tool_choice = ToolChoiceField(allow_none=True)
+    parallel_tool_calls = StrictBool(allow_none=True)
+    logprobs = StrictBool(allow_none=True)
+    top_logprobs = _int(0, 20)
+    response_format = fields.Dict(allow_none=True)
+
+
+class CompletionSchema(_Sampling):
+    prompt = PromptField(required=True)
+    echo = StrictBool(allow_none=True)
+    logprobs = _int(0, 20)
+    best_of = _int(1, 128)
+    suffix = fields.String(allow_none=True)
+
+
+def first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    """Flatten marshmallow's nested error dict to (param path, message) of the first error."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        if key == "_schema":
+            return first_error(value, path)
+        if isinstance(key, int):
+            return first_error(value, f"{path}[{key}]")
+        return first_error(value, f"{path}.{key}" if path else str(key))
+    if isinstance(messages, list) and messages:
+        head = messages[0]
+        if isinstance(head, (dict, list)):
+            return first_error(head, path)
+        return path, str(head)
+    return path, str(messages)
+
+
+CHAT = ChatCompletionSchema()
+COMPLETION = CompletionSchema()

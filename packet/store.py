@@ -1,0 +1,286 @@
+"""The persistence layer: every SQL statement the gateway runs lives here.
+
+Balance changes are single atomic ``UPDATE … SET balance = balance ± n`` statements, so
+concurrent workers and instances never lose an update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select, text, update
+
+from . import keys
+from .extensions import db
+from .models import Account, ApiKey, Endpoint, UsageRecord, utcnow
+
+
+class EndpointRow(NamedTuple):
+    id: int | None
+    base_url: str
+    upstream_key: str | None
+
+
+class KeyRow(NamedTuple):
+    key_id: int
+    account_id: int
+    account_name: str
+    tier: str
+    balance_micros: int
+    default_model: str | None
+
+
+class StoreError(ValueError):
+    """A request to the store that cannot be carried out (unknown name, duplicate, …)."""
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """One finished request's effect on its account: reservation released, cost charged."""
+
+    account_id: int
+    reserved_micros: int
+    cost_micros: int
+
+
+# --- hot path ---------------------------------------------------------------------------------
+
+
+def find_active_key(digest: str) -> KeyRow | None:
+    """The non-revoked key with this digest, joined to its account."""
+    row = db.session.execute(
+        select(
+            ApiKey.id, Account.id, Account.name, Account.tier, Account.balance_micros,
+            Account.default_model,
+        )
+        .join(Account, ApiKey.account_id == Account.id)
+        .where(ApiKey.digest == digest, ApiKey.revoked_at.is_(None))
+    ).first()
+    db.session.rollback()
+    return KeyRow(*row) if row else None
+
+
+def account_endpoints(account_id: int) -> tuple[EndpointRow, ...]:
+    """The account's own inference endpoints, oldest first."""
+    rows = db.session.execute(
+        select(Endpoint.id, Endpoint.base_url, Endpoint.upstream_key)
+        .where(Endpoint.account_id == account_id)
+        .order_by(Endpoint.id)
+    ).all()
+    db.session.rollback()
+    return tuple(EndpointRow(*row) for row in rows)
+
+
+def reserve_balance(account_id: int, amount_micros: int) -> bool:
+    """Atomically take ``amount`` from a positive balance; False when the balance is spent."""
+    result = db.session.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.balance_micros > 0)
+        .values(balance_micros=Account.balance_micros - amount_micros)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def write_usage(
+    records: Sequence[dict[str, Any]],
+    settlements: Iterable[Settlement],
+    touched_keys: dict[int, float],
+) -> None:
+    """Insert usage rows and settle balances in one transaction (all or nothing)."""
+    net: dict[int, int] = {}
+    for s in settlements:
+        net[s.account_id] = net.get(s.account_id, 0) + s.reserved_micros - s.cost_micros
+    if records:
+        db.session.execute(UsageRecord.__table__.insert(), list(records))
+    for account_id, delta in sorted(net.items()):
+        if delta:
+            db.session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(balance_micros=Account.balance_micros + delta)
+            )
+    for key_id, used_at in sorted(touched_keys.items()):
+        db.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(last_used_at=datetime.fromtimestamp(used_at, timezone.utc))
+        )
+    db.session.commit()
+
+
+def ping() -> None:
+    """A trivial round trip, for /health."""
+    db.session.execute(text("SELECT 1"))
+    db.session.rollback()
+
+
+# --- administration ---------------------------------------------------------------------------
+
+
+def get_account(name: str) -> Account:
+    account = db.session.execute(select(Account).where(Account.name == name)).scalar_one_or_none()
+    if account is None:
+        raise StoreError(f"no account named {name!r}")
+    return account
+
+
+def create_account(name: str, tier: str, balance_micros: int, default_model: str | None = None) -> Account:
+    if db.session.execute(select(Account.id).where(Account.name == name)).first():
+        raise StoreError(f"an account named {name!r} already exists")
+    account = Account(
+        name=name, tier=tier, balance_micros=balance_micros, default_model=default_model
+    )
+    db.session.add(account)
+    db.session.commit()
+    return account
+
+
+def list_accounts(offset: int = 0, limit: int | None = None) -> list[Account]:
+    query = select(Account).order_by(Account.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.session.execute(query).scalars())
+
+
+def credit_account(name: str, amount_micros: int) -> Account:
+    """Add (or, when negative, remove) balance atomically."""
+    account = get_account(name)
+    db.session.execute(
+        update(Account)
+        .where(Account.id == account.id)
+        .values(balance_micros=Account.balance_micros + amount_micros)
+    )
+    db.session.commit()
+    db.session.refresh(account)
+    return account
+
+
+def update_account(name: str, *, tier: str | None = None, default_model: str | None = None,
+                   clear_default_model: bool = False) -> Account:
+    account = get_account(name)
+    if tier is not None:
+        account.tier = tier
+    if default_model is not None:
+        account.default_model = default_model
+    if clear_default_model:
+        account.default_model = None
+    db.session.commit()
+    return account
+
+
+def create_key(account_name: str, label: str | None = None) -> tuple[ApiKey, str]:
+    """A new key for the account: the row, and the full key (shown once, never stored)."""
+    account = get_account(account_name)
+    key = keys.generate_key()
+    row = ApiKey(
+        account_id=account.id, digest=keys.digest(key), prefix=keys.display_prefix(key), label=label
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row, key
+
+
+def revoke_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
+    """Revoke by full key or by a display prefix that matches exactly one live key."""
+    query = select(ApiKey).where(ApiKey.revoked_at.is_(None))
+    if account_name is not None:
+        query = query.where(ApiKey.account_id == get_account(account_name).id)
+    if keys.is_well_formed(key_or_prefix):
+        matches = list(db.session.execute(query.where(ApiKey.digest == keys.digest(key_or_prefix))).scalars())
+    else:
+        matches = [
+            k for k in db.session.execute(query).scalars() if k.prefix.startswith(key_or_prefix)
+        ] if key_or_prefix else []
+    if not matches:
+        raise StoreError("no live key matches that key or prefix")
+    if len(matches) > 1:
+        raise StoreError("that prefix matches several keys; give the full key")
+    matches[0].revoked_at = utcnow()
+    db.session.commit()
+    return matches[0]
+
+
+def get_key(key_id: int) -> ApiKey:
+    key = db.session.get(ApiKey, key_id)
+    if key is None:
+        raise StoreError(f"no key with id {key_id}")
+    return key
+
+
+def list_keys(account_name: str) -> list[ApiKey]:
+    account = get_account(account_name)
+    return list(
+        db.session.execute(select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id)).scalars()
+    )
+
+
+def add_endpoint(account_name: str, base_url: str, upstream_key: str | None = None) -> Endpoint:
+    account = get_account(account_name)
+    endpoint = Endpoint(account_id=account.id, base_url=base_url, upstream_key=upstream_key)
+    db.session.add(endpoint)
+    db.session.commit()
+    return endpoint
+
+
+def list_endpoints(account_name: str) -> list[Endpoint]:
+    account = get_account(account_name)
+    return list(
+        db.session.execute(
+            select(Endpoint).where(Endpoint.account_id == account.id).order_by(Endpoint.id)
+        ).scalars()
+    )
+
+
+def remove_endpoint(account_name: str, endpoint_id: int) -> None:
+    account = get_account(account_name)
+    endpoint = db.session.get(Endpoint, endpoint_id)
+    if endpoint is None or endpoint.account_id != account.id:
+        raise StoreError(f"account {account_name!r} has no endpoint {endpoint_id}")
+    db.session.delete(endpoint)
+    db.session.commit()
+
+
+def usage_rows(
+    account_name: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    key_id: int | None = None,
+) -> list[tuple]:
+    """Per model and key: requests, prompt, completion and total tokens, cost."""
+    account = get_account(account_name)
+    query = select(
+        UsageRecord.model,
+        UsageRecord.key_id,
+        func.count(),
+        func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+        func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+        func.coalesce(func.sum(UsageRecord.total_tokens), 0),
+        func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+    ).where(UsageRecord.account_id == account.id)
+    if since is not None:
+        query = query.where(UsageRecord.created_at >= since)
+    if until is not None:
+        query = query.where(UsageRecord.created_at < until)
+    if model is not None:
+        query = query.where(UsageRecord.model == model)
+    if key_id is not None:
+        query = query.where(UsageRecord.key_id == key_id)
+    query = query.group_by(UsageRecord.model, UsageRecord.key_id).order_by(
+        UsageRecord.model, UsageRecord.key_id
+    )
+    return [tuple(row) for row in db.session.execute(query).all()]
+
+
+def usage_records(account_name: str) -> list[UsageRecord]:
+    """Every usage row of an account, oldest first (tests and exports)."""
+    account = get_account(account_name)
+    return list(
+        db.session.execute(
+            select(UsageRecord).where(UsageRecord.account_id == account.id).order_by(UsageRecord.id)
+        ).scalars()
+    )

@@ -1,0 +1,88 @@
+"""One pooled ``requests.Session`` per worker for every upstream call.
+
+The read timeout is the longest silence accepted between two bytes (so it must exceed the
+slowest time to first token); the connect timeout is short so failover is quick.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from .errors import BadGateway, ConnectFailed, TimedOut
+
+
+class UpstreamClient:
+    """Thin wrapper that turns requests' exceptions into :mod:`packet.upstream.errors`."""
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float, pool_maxsize: int) -> None:
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        self.session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=64, pool_maxsize=pool_maxsize, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+        """POST with a streamed response; the caller must close it."""
+        try:
+            return self.session.post(
+                url, data=body, headers=headers, stream=True, timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.ConnectTimeout as exc:
+            raise ConnectFailed(f"connect timeout: {exc}") from None
+        except requests.ConnectionError as exc:
+            raise ConnectFailed(f"connection failed: {type(exc).__name__}") from None
+        except requests.Timeout:
+            raise TimedOut("upstream read timeout") from None
+        except requests.RequestException as exc:
+            raise BadGateway(f"upstream request failed: {type(exc).__name__}") from None
+
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
+        """GET a small JSON document (discovery probes): (status, parsed body or None)."""
+        try:
+            resp = self.session.get(
+                url, headers=headers, timeout=(min(timeout, self.timeout[0]), timeout),
+                allow_redirects=False,
+            )
+        except requests.ConnectionError as exc:
+            raise ConnectFailed(f"connection failed: {type(exc).__name__}") from None
+        except requests.Timeout:
+            raise TimedOut("probe timed out") from None
+        except requests.RequestException as exc:
+            raise BadGateway(f"probe failed: {type(exc).__name__}") from None
+        try:
+            body = orjson.loads(resp.content) if resp.content else None
+        except orjson.JSONDecodeError:
+            body = None
+        return resp.status_code, body
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def validate_base_url(url: str) -> str:
+    """An endpoint's base URL, normalised; ValueError when it is not a plain http(s) URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("the endpoint URL must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("the endpoint URL has no host")
+    if parts.username or parts.password:
+        raise ValueError("the endpoint URL must not contain credentials; use --upstream-key")
+    if parts.query or parts.fragment:
+        raise ValueError("the endpoint URL must not have a query or fragment")
+    try:
+        parts.port
+    except ValueError as exc:
+        raise ValueError(f"the endpoint URL has an invalid port: {exc}") from None
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return f"{parts.scheme}://{parts.netloc}{path}"

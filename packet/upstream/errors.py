@@ -1,0 +1,44 @@
+"""Upstream failures, raised by the client and discovery and rendered by ``packet.errors``."""
+
+from __future__ import annotations
+
+
+class UpstreamFailure(Exception):
+    """Base class. ``before_first_byte`` failures may be retried on another replica."""
+
+    before_first_byte = True
+
+
+class ConnectFailed(UpstreamFailure):
+    """No connection could be made (refused, reset, DNS): nothing reached vLLM."""
+
+
+class TimedOut(UpstreamFailure):
+    """The endpoint accepted the request but did not answer within the read timeout."""
+
+    before_first_byte = False
+
+
+class BadGateway(UpstreamFailure):
+    """The endpoint answered with something unusable (5xx, broken body)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NoEndpoint(UpstreamFailure):
+    """The caller has no endpoint that is ready (none configured, all down or still loading)."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelNotServed(UpstreamFailure):
+    """A named model that none of the caller's ready endpoints serves."""
+
+    def __init__(self, model: str, available: list[str]) -> None:
+        super().__init__(model)
+        self.model = model
+        self.available = available

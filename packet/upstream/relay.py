@@ -1,0 +1,168 @@
+"""Relay an upstream Server-Sent Events stream to the client, event by event.
+
+Pure gevent + bytes, no Flask. A reader greenlet pulls from the upstream socket into a queue
+so the relay can send ``: ping`` comments while vLLM is silent (long prefill) — which also
+lets the server notice a client that went away and close the upstream at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import orjson
+from gevent.queue import Empty, Queue
+
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+_EOF = object()
+
+
+@dataclass
+class StreamResult:
+    """What a finished relay knows: usage (when the upstream sent it) and how it ended."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    relayed_tokens: int = 0
+    first_event_at: float | None = None
+    done: bool = False
+    disconnected: bool = False
+    error: str | None = None
+
+
+def error_event(message: str, code: str = "upstream_error") -> bytes:
+    """An in-band SSE error, the way vLLM and the openai SDK expect it after a 200."""
+    body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def _count_tokens(obj: dict[str, Any]) -> int:
+    """Tokens carried by one chunk, for upstreams that send no usage (one per non-empty delta)."""
+    count = 0
+    for choice in obj.get("choices") or ():
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        if text:
+            count += 1
+    return count
+
+
+def inspect_event(
+    event: bytes, result: StreamResult, *, include_usage: bool, continuous_usage: bool
+) -> bytes | None:
+    """Record what the event says about usage; return the bytes to relay, or None to drop it.
+
+    The gateway always asks vLLM for usage (on every chunk), so chunks are stripped back to
+    what the client asked for: no usage-only final chunk unless ``include_usage``, no per-chunk
+    usage unless ``continuous_usage``.
+    """
+    if not event.startswith(b"data:"):
+        return event
+    payload = event[5:].strip()
+    if payload == b"[DONE]":
+        result.done = True
+        return event
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return event
+    if not isinstance(obj, dict):
+        return event
+    if result.first_event_at is None:
+        result.first_event_at = time.perf_counter()
+    if obj.get("error"):
+        error = obj["error"]
+        result.error = error.get("message", "upstream error") if isinstance(error, dict) else str(error)
+        return event
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
+        result.completion_tokens = usage.get("completion_tokens", result.completion_tokens)
+        if not obj.get("choices"):
+            return event if include_usage else None
+        if not continuous_usage:
+            del obj["usage"]
+            return b"data: " + orjson.dumps(obj) + b"\n\n"
+        return event
+    result.relayed_tokens += _count_tokens(obj)
+    return event
+
+
+def _pump(raw: Any, queue: Queue, read_size: int) -> None:
+    """Reader greenlet: move bytes from the upstream socket to the queue until EOF or error."""
+    try:
+        while True:
+            data = raw.read1(read_size)
+            if not data:
+                break
+            queue.put(data)
+        queue.put(_EOF)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported in-band
+        queue.put(exc)
+
+
+def relay_sse(
+    response: Any,
+    *,
+    include_usage: bool,
+    continuous_usage: bool,
+    keepalive: float,
+    on_finish: Callable[[StreamResult], None],
+    read_size: int = 65536,
+) -> Iterator[bytes]:
+    """Yield the client's SSE bytes; always ends with ``[DONE]``, always calls ``on_finish``."""
+    result = StreamResult()
+    queue: Queue = Queue()
+    reader = gevent.spawn(_pump, response.raw, queue, read_size)
+    timeout = keepalive if keepalive > 0 else None
+    buffer = b""
+    try:
+        while True:
+            try:
+                item = queue.get(timeout=timeout)
+            except Empty:
+                yield PING
+                continue
+            if item is _EOF:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            buffer += item
+            out = []
+            while (end := buffer.find(b"\n\n")) >= 0:
+                kept = inspect_event(
+                    buffer[: end + 2], result,
+                    include_usage=include_usage, continuous_usage=continuous_usage,
+                )
+                buffer = buffer[end + 2 :]
+                if kept is not None:
+                    out.append(kept)
+            if out:
+                yield b"".join(out)
+        if not result.done:
+            result.error = "The inference endpoint closed the stream before it finished."
+            yield error_event(result.error) + DONE
+    except GeneratorExit:
+        result.disconnected = True
+        raise
+    except Exception as exc:  # noqa: BLE001 - after the first byte, errors go in-band
+        result.error = _describe(exc)
+        yield error_event(result.error, _code(exc)) + DONE
+    finally:
+        reader.kill(block=False)
+        response.close()
+        on_finish(result)
+
+
+def _describe(exc: BaseException) -> str:
+    if _code(exc) == "upstream_timeout":
+        return "The inference endpoint stopped sending tokens (read timeout)."
+    return "The connection to the inference endpoint failed mid-stream."
+
+
+def _code(exc: BaseException) -> str:
+    return "upstream_timeout" if "timeout" in type(exc).__name__.lower() else "upstream_error"
