@@ -18,7 +18,8 @@ timeout = 60
 # On SIGTERM, running streams get this long to finish before the worker exits; usage is
 # flushed in worker_exit. Heroku sends SIGKILL 30 s after SIGTERM, so stay below that there.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
-keepalive = 75
+# Idle keep-alive connections hold a graceful stop for up to this long: keep it short.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = None
 control_socket_disable = True
 

@@ -7,6 +7,6 @@ from gevent import monkey
 if not monkey.is_module_patched("socket"):
     monkey.patch_all()
 
-from packet import create_app  # noqa: E402
+from packet import create_app
 
 app = create_app()

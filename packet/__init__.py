@@ -39,11 +39,13 @@ def configure(app: Flask, settings: Settings) -> None:
         RATELIMIT_STRATEGY="fixed-window",
         RATELIMIT_SWALLOW_ERRORS=settings.limits_fail_open,
         RATELIMIT_HEADERS_ENABLED=False,
-        RATELIMIT_KEY_PREFIX="packet",
+        RATELIMIT_KEY_PREFIX=settings.limit_key_prefix,
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     logging.getLogger("packet").setLevel(settings.log_level)
 
 
@@ -94,7 +96,10 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             warmup_timeout=settings.warmup_timeout,
         ),
         tokens=TokenBudget(
-            limiter.storage, settings.limit_window_seconds, fail_open=settings.limits_fail_open,
+            limiter.storage,
+            settings.limit_window_seconds,
+            prefix=settings.limit_key_prefix,
+            fail_open=settings.limits_fail_open,
             on_storage_error=observability.LIMIT_STORAGE_ERRORS.inc,
         ),
         meter=Meter(app, settings, touched_keys=keys.drain_touched),

@@ -8,7 +8,7 @@ line of stdout so scripts can capture it.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
@@ -61,7 +61,9 @@ def accounts_create(name: str, tier: str | None, balance: str, default_model: st
         account = store.create_account(name, tier, _amount(balance), default_model)
     except store.StoreError as exc:
         _fail(str(exc))
-    click.echo(f"created account {account.name} (tier {account.tier}, balance ${dollars(account.balance_micros)})")
+    click.echo(
+        f"created account {account.name} (tier {account.tier}, balance ${dollars(account.balance_micros)})"
+    )
 
 
 @accounts.command("credit", context_settings={"ignore_unknown_options": True})
@@ -93,8 +95,10 @@ def accounts_set_tier(name: str, tier: str) -> None:
 def accounts_list() -> None:
     """One line per account."""
     for a in store.list_accounts():
-        click.echo(f"{a.name}\ttier={a.tier}\tbalance=${dollars(a.balance_micros)}"
-                   f"\tdefault_model={a.default_model or '-'}")
+        click.echo(
+            f"{a.name}\ttier={a.tier}\tbalance=${dollars(a.balance_micros)}"
+            f"\tdefault_model={a.default_model or '-'}"
+        )
 
 
 @keys_cli.command("create")
@@ -106,7 +110,9 @@ def keys_create(name: str, label: str | None) -> None:
         row, key = store.create_key(name, label)
     except store.StoreError as exc:
         _fail(str(exc))
-    click.echo(f"created key {row.prefix}… for {name}; store it now, it is not shown again:", err=True)
+    click.echo(
+        f"created key {row.prefix}… for {name}; store it now, it is not shown again:", err=True
+    )
     click.echo(key)
 
 
@@ -191,9 +197,11 @@ def usage(name: str, since: str | None, as_json: bool) -> None:
         try:
             since_at = datetime.fromisoformat(since)
         except ValueError:
-            raise click.BadParameter("use an ISO date such as 2026-11-01", param_hint="--since") from None
+            raise click.BadParameter(
+                "use an ISO date such as 2026-11-01", param_hint="--since"
+            ) from None
         if since_at.tzinfo is None:
-            since_at = since_at.replace(tzinfo=timezone.utc)
+            since_at = since_at.replace(tzinfo=UTC)
     try:
         rows = store.usage_rows(name, since=since_at)
     except store.StoreError as exc:
@@ -203,22 +211,42 @@ def usage(name: str, since: str | None, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     t = report["total"]
-    click.echo(f"{name}: {t['requests']} requests, {t['prompt_tokens']} prompt + "
-               f"{t['completion_tokens']} completion tokens, ${t['cost']}")
+    click.echo(
+        f"{name}: {t['requests']} requests, {t['prompt_tokens']} prompt + "
+        f"{t['completion_tokens']} completion tokens, ${t['cost']}"
+    )
     for row in report["breakdown"]:
-        click.echo(f"  model={row['model']}\tkey_id={row['key_id']}\trequests={row['requests']}"
-                   f"\ttokens={row['total_tokens']}\tcost=${row['cost']}")
+        click.echo(
+            f"  model={row['model']}\tkey_id={row['key_id']}\trequests={row['requests']}"
+            f"\ttokens={row['total_tokens']}\tcost=${row['cost']}"
+        )
 
 
 def usage_report(rows: list[tuple]) -> dict:
     """Totals and per model/key breakdown from :func:`store.usage_rows`."""
     breakdown = [
-        {"model": m, "key_id": k, "requests": n, "prompt_tokens": p, "completion_tokens": c,
-         "total_tokens": t, "cost_micros": cost, "cost": dollars(cost)}
+        {
+            "model": m,
+            "key_id": k,
+            "requests": n,
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "total_tokens": t,
+            "cost_micros": cost,
+            "cost": dollars(cost),
+        }
         for m, k, n, p, c, t, cost in rows
     ]
-    total = {name: sum(r[name] for r in breakdown) for name in
-             ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micros")}
+    total = {
+        name: sum(r[name] for r in breakdown)
+        for name in (
+            "requests",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "cost_micros",
+        )
+    }
     total["cost"] = dollars(total["cost_micros"])
     return {"total": total, "breakdown": breakdown}
 
@@ -229,8 +257,9 @@ def demo() -> None:
     try:
         store.get_account("demo")
     except store.StoreError:
-        store.create_account("demo", current_app.extensions["packet"].settings.default_tier,
-                             _amount("25"))
+        store.create_account(
+            "demo", current_app.extensions["packet"].settings.default_tier, _amount("25")
+        )
     _, key = store.create_key("demo", "make run")
     click.echo(key)
 

@@ -26,19 +26,53 @@ import orjson
 log = logging.getLogger("packet.devserver")
 
 DEFAULT_MODEL = "simulated/vllm-demo"
-WORDS = (
-    "This reply comes from the simulated vLLM server that ships with Packet gateway for local "
-    "development and tests so every endpoint can be tried without a GPU"
-).split()
+WORDS = [
+    "This",
+    "reply",
+    "comes",
+    "from",
+    "the",
+    "simulated",
+    "vLLM",
+    "server",
+    "that",
+    "ships",
+    "with",
+    "Packet",
+    "gateway",
+    "for",
+    "local",
+    "development",
+    "and",
+    "tests",
+    "so",
+    "every",
+    "endpoint",
+    "can",
+    "be",
+    "tried",
+    "without",
+    "a",
+    "GPU",
+]
 JSON = [("Content-Type", "application/json")]
 
 
 class Simulator:
     """The simulated server's state and WSGI entry point."""
 
-    def __init__(self, models: list[str], *, token_delay: float = 0.0, first_token_delay: float = 0.0,
-                 default_tokens: int = 16, max_model_len: int = 4096, api_key: str | None = None,
-                 loading_seconds: float = 0.0, history: int = 20000) -> None:
+    def __init__(
+        self,
+        models: list[str],
+        *,
+        token_delay: float = 0.0,
+        first_token_delay: float = 0.0,
+        default_tokens: int = 16,
+        max_model_len: int = 4096,
+        api_key: str | None = None,
+        loading_seconds: float = 0.0,
+        history: int = 20000,
+    ) -> None:
         self.models = models
         self.token_delay = token_delay
         self.first_token_delay = first_token_delay
@@ -68,9 +102,15 @@ class Simulator:
         if self.api_key and environ.get("HTTP_AUTHORIZATION") != f"Bearer {self.api_key}":
             return self._json(start_response, 401, {"error": "Unauthorized"})
         if loading:
-            return self._error(start_response, 503, "The model is still loading.", "ServiceUnavailableError")
+            return self._error(
+                start_response, 503, "The model is still loading.", "ServiceUnavailableError"
+            )
         if path == "/v1/models" and method == "GET":
-            return self._json(start_response, 200, {"object": "list", "data": [self._card(m) for m in self.models]})
+            return self._json(
+                start_response,
+                200,
+                {"object": "list", "data": [self._card(m) for m in self.models]},
+            )
         if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
             return self._complete(environ, start_response, chat=path == "/v1/chat/completions")
         return self._error(start_response, 404, f"Not Found: {method} {path}", "NotFoundError")
@@ -79,10 +119,21 @@ class Simulator:
 
     def _card(self, model: str) -> dict[str, Any]:
         return {
-            "id": model, "object": "model", "created": self.started, "owned_by": "vllm",
-            "root": model, "parent": None, "max_model_len": self.max_model_len,
-            "permission": [{"id": f"modelperm-{model}", "object": "model_permission",
-                            "created": self.started, "allow_sampling": True}],
+            "id": model,
+            "object": "model",
+            "created": self.started,
+            "owned_by": "vllm",
+            "root": model,
+            "parent": None,
+            "max_model_len": self.max_model_len,
+            "permission": [
+                {
+                    "id": f"modelperm-{model}",
+                    "object": "model_permission",
+                    "created": self.started,
+                    "allow_sampling": True,
+                }
+            ],
             "simulated": True,
         }
 
@@ -91,10 +142,14 @@ class Simulator:
         start_response(f"{status} {_REASONS.get(status, 'Error')}", JSON)
         return [orjson.dumps(body)]
 
-    def _error(self, start_response: Any, status: int, message: str, kind: str,
-               param: str | None = None) -> list[bytes]:
-        return self._json(start_response, status,
-                          {"error": {"message": message, "type": kind, "param": param, "code": status}})
+    def _error(
+        self, start_response: Any, status: int, message: str, kind: str, param: str | None = None
+    ) -> list[bytes]:
+        return self._json(
+            start_response,
+            status,
+            {"error": {"message": message, "type": kind, "param": param, "code": status}},
+        )
 
     def _complete(self, environ: dict[str, Any], start_response: Any, *, chat: bool) -> Any:
         try:
@@ -105,18 +160,28 @@ class Simulator:
             return self._error(start_response, 400, "Invalid JSON body.", "BadRequestError")
         model = body.get("model") or self.models[0]
         if model not in self.models:
-            return self._error(start_response, 404, f"The model `{model}` does not exist.",
-                               "NotFoundError", "model")
+            return self._error(
+                start_response,
+                404,
+                f"The model `{model}` does not exist.",
+                "NotFoundError",
+                "model",
+            )
         stream = body.get("stream") is True
         options = body.get("stream_options") or {}
         if options and not stream:
-            return self._error(start_response, 400, "Stream options can only be defined when `stream=True`.",
-                               "BadRequestError")
+            return self._error(
+                start_response,
+                400,
+                "Stream options can only be defined when `stream=True`.",
+                "BadRequestError",
+            )
         prompt = _prompt_tokens(body, chat)
         wanted = body.get("max_completion_tokens") or body.get("max_tokens") or self.default_tokens
         if prompt + wanted > self.max_model_len:
             return self._error(
-                start_response, 400,
+                start_response,
+                400,
                 f"This model's maximum context length is {self.max_model_len} tokens. However, you "
                 f"requested {prompt + wanted} tokens ({prompt} in the messages, {wanted} in the "
                 "completion). Please reduce the length of the messages or completion.",
@@ -126,10 +191,16 @@ class Simulator:
             "seq": next(self.ids),
             "request_id": environ.get("HTTP_X_REQUEST_ID"),
             "authorization": environ.get("HTTP_AUTHORIZATION"),
-            "path": environ["PATH_INFO"], "model": model, "stream": stream,
-            "stream_options": options, "body": body,
-            "prompt_tokens": prompt, "completion_tokens": 0,
-            "finished": False, "disconnected": False, "disconnected_at": None,
+            "path": environ["PATH_INFO"],
+            "model": model,
+            "stream": stream,
+            "stream_options": options,
+            "body": body,
+            "prompt_tokens": prompt,
+            "completion_tokens": 0,
+            "finished": False,
+            "disconnected": False,
+            "disconnected_at": None,
         }
         self.requests.append(record)
         delay = float(body.get("x_sim_token_delay", self.token_delay))
@@ -143,40 +214,92 @@ class Simulator:
                 time.sleep(delay * wanted)
             text = " ".join(_words(wanted))
             record["completion_tokens"], record["finished"] = wanted, True
-            usage = {"prompt_tokens": prompt, "total_tokens": prompt + wanted, "completion_tokens": wanted}
+            usage = {
+                "prompt_tokens": prompt,
+                "total_tokens": prompt + wanted,
+                "completion_tokens": wanted,
+            }
             if chat:
-                choice = {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": []},
-                          "logprobs": None, "finish_reason": "length", "stop_reason": None}
+                choice = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "tool_calls": []},
+                    "logprobs": None,
+                    "finish_reason": "length",
+                    "stop_reason": None,
+                }
             else:
-                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length",
-                          "stop_reason": None}
-            return self._json(start_response, 200, {
-                "id": rid, "object": "chat.completion" if chat else "text_completion",
-                "created": created, "model": model, "choices": [choice], "usage": usage,
-            })
-        start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
-        return self._stream(record, rid, created, model, chat, wanted, prompt, options, delay, fail_after)
+                choice = {
+                    "index": 0,
+                    "text": text,
+                    "logprobs": None,
+                    "finish_reason": "length",
+                    "stop_reason": None,
+                }
+            return self._json(
+                start_response,
+                200,
+                {
+                    "id": rid,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                    "usage": usage,
+                },
+            )
+        start_response(
+            "200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+        )
+        return self._stream(
+            record, rid, created, model, chat, wanted, prompt, options, delay, fail_after
+        )
 
-    def _stream(self, record: dict[str, Any], rid: str, created: int, model: str, chat: bool,
-                wanted: int, prompt: int, options: dict[str, Any], delay: float,
-                fail_after: int | None) -> Iterator[bytes]:
+    def _stream(
+        self,
+        record: dict[str, Any],
+        rid: str,
+        created: int,
+        model: str,
+        chat: bool,
+        wanted: int,
+        prompt: int,
+        options: dict[str, Any],
+        delay: float,
+        fail_after: int | None,
+    ) -> Iterator[bytes]:
         include = bool(options.get("include_usage"))
         continuous = include and bool(options.get("continuous_usage_stats"))
         kind = "chat.completion.chunk" if chat else "text_completion"
 
         def chunk(piece: str | None, finish: str | None, sent: int, role: bool = False) -> bytes:
             if chat:
-                delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else (
-                    {"content": piece} if piece is not None else {"content": ""})
+                delta: dict[str, Any] = (
+                    {"role": "assistant", "content": ""}
+                    if role
+                    else ({"content": piece} if piece is not None else {"content": ""})
+                )
                 choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             else:
-                choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish,
-                          "stop_reason": None}
-            obj: dict[str, Any] = {"id": rid, "object": kind, "created": created, "model": model,
-                                   "choices": [choice]}
+                choice = {
+                    "index": 0,
+                    "text": piece or "",
+                    "logprobs": None,
+                    "finish_reason": finish,
+                    "stop_reason": None,
+                }
+            obj: dict[str, Any] = {
+                "id": rid,
+                "object": kind,
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
             if continuous:
-                obj["usage"] = {"prompt_tokens": prompt, "total_tokens": prompt + sent,
-                                "completion_tokens": sent}
+                obj["usage"] = {
+                    "prompt_tokens": prompt,
+                    "total_tokens": prompt + sent,
+                    "completion_tokens": sent,
+                }
             return b"data: " + orjson.dumps(obj) + b"\n\n"
 
         try:
@@ -192,11 +315,27 @@ class Simulator:
                     raise ConnectionAbortedError("simulated engine failure")
                 record["completion_tokens"] = sent
                 yield chunk(word if sent == 1 else " " + word, None, sent)
-            yield chunk("" if chat else "", "length", wanted)
+            yield chunk("", "length", wanted)
             if include:
-                usage = {"prompt_tokens": prompt, "total_tokens": prompt + wanted, "completion_tokens": wanted}
-                yield b"data: " + orjson.dumps({"id": rid, "object": kind, "created": created, "model": model,
-                                                "choices": [], "usage": usage}) + b"\n\n"
+                usage = {
+                    "prompt_tokens": prompt,
+                    "total_tokens": prompt + wanted,
+                    "completion_tokens": wanted,
+                }
+                yield (
+                    b"data: "
+                    + orjson.dumps(
+                        {
+                            "id": rid,
+                            "object": kind,
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    )
+                    + b"\n\n"
+                )
             yield b"data: [DONE]\n\n"
             record["finished"] = True
         except GeneratorExit:
@@ -204,8 +343,13 @@ class Simulator:
             raise
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    503: "Service Unavailable",
+}
 
 
 def _words(count: int) -> list[str]:
@@ -233,7 +377,14 @@ def _count(text: Any) -> int:
 def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
     """The simulator's tokenizer: one token per word, plus 3 per chat message (the template)."""
     if chat:
-        return sum(3 + _count(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)) or 1
+        return (
+            sum(
+                3 + _count(m.get("content"))
+                for m in body.get("messages") or []
+                if isinstance(m, dict)
+            )
+            or 1
+        )
     return max(1, _count(body.get("prompt")))
 
 
@@ -242,8 +393,12 @@ def serve(host: str, port: int, app: Simulator) -> None:
     from gevent.pywsgi import WSGIServer
 
     server = WSGIServer((host, port), app, log=None, error_log=None)
-    print(f"SIMULATED vLLM server (not a real model) on http://{host}:{port} serving "
-          f"{', '.join(app.models)}", file=sys.stderr, flush=True)
+    print(
+        f"SIMULATED vLLM server (not a real model) on http://{host}:{port} serving "
+        f"{', '.join(app.models)}",
+        file=sys.stderr,
+        flush=True,
+    )
     server.serve_forever()
 
 
@@ -251,25 +406,50 @@ def main(argv: list[str] | None = None) -> None:
     from gevent import monkey
 
     monkey.patch_all()
-    parser = argparse.ArgumentParser(description="Simulated vLLM OpenAI server (for development and tests).")
+    parser = argparse.ArgumentParser(
+        description="Simulated vLLM OpenAI server (for development and tests)."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("SIM_PORT", "8001")))
-    parser.add_argument("--model", action="append", dest="models",
-                        help=f"model id to serve (repeatable; default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        help=f"model id to serve (repeatable; default {DEFAULT_MODEL})",
+    )
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between tokens")
-    parser.add_argument("--first-token-delay", type=float, default=0.0, help="simulated prefill time")
-    parser.add_argument("--default-tokens", type=int, default=16, help="tokens when max_tokens is not set")
+    parser.add_argument(
+        "--first-token-delay", type=float, default=0.0, help="simulated prefill time"
+    )
+    parser.add_argument(
+        "--default-tokens", type=int, default=16, help="tokens when max_tokens is not set"
+    )
     parser.add_argument("--max-model-len", type=int, default=4096)
-    parser.add_argument("--api-key", default=None, help="require this Bearer key on /v1 (like vllm --api-key)")
-    parser.add_argument("--loading-seconds", type=float, default=0.0,
-                        help="answer 503 (model loading) for this long after start")
-    parser.add_argument("--listen-delay", type=float, default=0.0,
-                        help="refuse connections for this long after start (vLLM before it binds)")
+    parser.add_argument(
+        "--api-key", default=None, help="require this Bearer key on /v1 (like vllm --api-key)"
+    )
+    parser.add_argument(
+        "--loading-seconds",
+        type=float,
+        default=0.0,
+        help="answer 503 (model loading) for this long after start",
+    )
+    parser.add_argument(
+        "--listen-delay",
+        type=float,
+        default=0.0,
+        help="refuse connections for this long after start (vLLM before it binds)",
+    )
     args = parser.parse_args(argv)
-    app = Simulator(args.models or [DEFAULT_MODEL], token_delay=args.token_delay,
-                    first_token_delay=args.first_token_delay, default_tokens=args.default_tokens,
-                    max_model_len=args.max_model_len, api_key=args.api_key,
-                    loading_seconds=args.loading_seconds + args.listen_delay)
+    app = Simulator(
+        args.models or [DEFAULT_MODEL],
+        token_delay=args.token_delay,
+        first_token_delay=args.first_token_delay,
+        default_tokens=args.default_tokens,
+        max_model_len=args.max_model_len,
+        api_key=args.api_key,
+        loading_seconds=args.loading_seconds + args.listen_delay,
+    )
     if args.listen_delay:
         time.sleep(args.listen_delay)
     serve(args.host, args.port, app)

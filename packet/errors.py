@@ -181,7 +181,9 @@ def from_upstream(exc: Exception) -> APIError:
 
 def render(error: APIError) -> Response:
     """The one function that turns an error into an HTTP response."""
-    response = Response(orjson.dumps(error.body()), status=error.status, mimetype="application/json")
+    response = Response(
+        orjson.dumps(error.body()), status=error.status, mimetype="application/json"
+    )
     for name, value in error.headers.items():
         response.headers[name] = value
     g.error = error
@@ -202,7 +204,9 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(UpstreamFailure, lambda exc: render(from_upstream(exc)))
     app.register_error_handler(
         RedisError,
-        lambda exc: render(ServiceUnavailable("Rate limit storage is unreachable; try again shortly.")),
+        lambda exc: render(
+            ServiceUnavailable("Rate limit storage is unreachable; try again shortly.")
+        ),
     )
 
     def unexpected(exc: Exception) -> Response:

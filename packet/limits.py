@@ -38,7 +38,7 @@ def duration(seconds: float) -> str:
         return f"{max(0, int(seconds * 1000))}ms"
     if seconds < 60:
         return f"{round(seconds, 1):g}s"
-    minutes, rest = divmod(int(math.ceil(seconds)), 60)
+    minutes, rest = divmod(math.ceil(seconds), 60)
     return f"{minutes}m{rest}s"
 
 
@@ -56,18 +56,26 @@ class TokenReservation:
 class TokenBudget:
     """Tokens-per-window admission and settlement on a ``limits`` storage."""
 
-    def __init__(self, storage: Storage, window: int, *, fail_open: bool,
-                 clock: Callable[[], float] = time.time,
-                 on_storage_error: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        window: int,
+        *,
+        prefix: str,
+        fail_open: bool,
+        clock: Callable[[], float] = time.time,
+        on_storage_error: Callable[[], None] = lambda: None,
+    ) -> None:
         self.storage = storage
         self.window = window
+        self.prefix = prefix
         self.fail_open = fail_open
         self.clock = clock
         self.on_storage_error = on_storage_error
 
     def _key(self, account_id: int, now: float) -> tuple[str, float]:
         start = int(now // self.window) * self.window
-        return f"packet/tpm/{account_id}/{start}", start + self.window
+        return f"{self.prefix}/tpm/{account_id}/{start}", start + self.window
 
     def admit(self, account_id: int, tpm: int, estimate: int) -> TokenReservation | None:
         """Reserve ``estimate`` tokens, or raise 429 when the window's budget is spent."""

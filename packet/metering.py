@@ -29,15 +29,18 @@ request_log = logging.getLogger("packet.request")
 def cost_micros(settings: Settings, model: str, prompt_tokens: int, completion_tokens: int) -> int:
     """Cost of a request in micro-dollars, rounded up to the next micro-dollar."""
     price = settings.price_for(model)
-    numerator = prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
+    numerator = (
+        prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
+    )
     return -(-numerator // 1_000_000)
 
 
 class Meter:
     """Reservations at admission; buffered, batched usage rows and settlements afterwards."""
 
-    def __init__(self, app: Flask, settings: Settings, *,
-                 touched_keys: Callable[[], dict[int, float]]) -> None:
+    def __init__(
+        self, app: Flask, settings: Settings, *, touched_keys: Callable[[], dict[int, float]]
+    ) -> None:
         self.app = app
         self.settings = settings
         self.touched_keys = touched_keys
@@ -47,7 +50,9 @@ class Meter:
         self._loop: gevent.Greenlet | None = None
         self.synchronous = settings.usage_flush_interval <= 0
 
-    def reserve(self, principal: Principal, model: str, prompt_estimate: int, max_tokens: int) -> int:
+    def reserve(
+        self, principal: Principal, model: str, prompt_estimate: int, max_tokens: int
+    ) -> int:
         """Hold the request's maximum cost; raise 403 when the balance is spent."""
         if principal.balance_micros <= 0:
             raise InsufficientQuota()
@@ -67,10 +72,19 @@ class Meter:
         request_log.info(
             "request_id=%s account=%s key=%s model=%s route=%s stream=%s status=%s "
             "prompt_tokens=%s completion_tokens=%s cost_micros=%s ttft_ms=%s latency_ms=%s%s",
-            usage["request_id"], usage["account_id"], usage["key_id"], usage["model"],
-            usage["route"], usage["stream"], usage["status"], usage["prompt_tokens"],
-            usage["completion_tokens"], usage["cost_micros"], usage["ttft_ms"],
-            usage["latency_ms"], " disconnected" if usage["client_disconnected"] else "",
+            usage["request_id"],
+            usage["account_id"],
+            usage["key_id"],
+            usage["model"],
+            usage["route"],
+            usage["stream"],
+            usage["status"],
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+            usage["cost_micros"],
+            usage["ttft_ms"],
+            usage["latency_ms"],
+            " disconnected" if usage["client_disconnected"] else "",
         )
         self._enqueue(usage, settlement)
 

@@ -27,7 +27,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 REQUESTS = Counter("packet_requests_total", "Requests answered", ["route", "status"])
 LATENCY = Histogram(
-    "packet_request_duration_seconds", "Time to the end of the response", ["route"],
+    "packet_request_duration_seconds",
+    "Time to the end of the response",
+    ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 TOKENS = Counter("packet_tokens_total", "Tokens metered", ["kind"])
@@ -76,8 +78,12 @@ def _finish(response: Response) -> Response:
     error = g.get("error")
     request_log.info(
         "request_id=%s account=%s method=%s path=%s status=%s latency_ms=%d%s",
-        g.get("request_id"), principal.account_id if principal else "-", request.method,
-        request.path, response.status_code, elapsed * 1000,
+        g.get("request_id"),
+        principal.account_id if principal else "-",
+        request.method,
+        request.path,
+        response.status_code,
+        elapsed * 1000,
         f" error={error.code}" if error is not None else "",
     )
     return response

@@ -81,8 +81,15 @@ class Call:
     tokens: TokenReservation | None
     prompt_estimate: int
 
-    def finish(self, status: int, prompt: int, completion: int, *, ttft: float | None = None,
-               disconnected: bool = False) -> None:
+    def finish(
+        self,
+        status: int,
+        prompt: int,
+        completion: int,
+        *,
+        ttft: float | None = None,
+        disconnected: bool = False,
+    ) -> None:
         """Release the endpoint, settle tokens and money, queue the usage row. Once."""
         self.target.state.inflight -= 1
         self.rt.tokens.settle(self.tokens, prompt + completion)
@@ -120,7 +127,8 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
     prompt_estimate = len(request.get_data(cache=True)) // 4 + 1
     max_tokens = _max_tokens(rt, body, target)
     tokens = rt.tokens.admit(
-        principal.account_id, tier_figures(rt.settings, principal.tier)["tpm"],
+        principal.account_id,
+        tier_figures(rt.settings, principal.tier)["tpm"],
         prompt_estimate + max_tokens,
     )
     g.token_reservation = tokens
@@ -145,8 +153,18 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
         rt.meter.release(principal, reserved)
         raise
 
-    call = Call(rt, principal, route, g.request_id, g.started, target, stream, reserved, tokens,
-                prompt_estimate)
+    call = Call(
+        rt,
+        principal,
+        route,
+        g.request_id,
+        g.started,
+        target,
+        stream,
+        reserved,
+        tokens,
+        prompt_estimate,
+    )
     g.metered = True
     if response.status_code >= 400:
         return _upstream_error(call, response)
@@ -165,8 +183,15 @@ def _max_tokens(rt: Runtime, body: dict[str, Any], target: Target) -> int:
     return min(default, limit) if isinstance(limit, int) and limit > 0 else default
 
 
-def _send(rt: Runtime, states: list[EndpointState], target: Target, principal: Principal,
-          body: dict[str, Any], headers: dict[str, str], path: str) -> tuple[Target, Any]:
+def _send(
+    rt: Runtime,
+    states: list[EndpointState],
+    target: Target,
+    principal: Principal,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    path: str,
+) -> tuple[Target, Any]:
     """POST to the target; before the first byte, fail over to another replica (bounded)."""
     tried: list[EndpointState] = []
     failure: UpstreamFailure | None = None
@@ -232,11 +257,14 @@ def _stream(call: Call, response: Any, client_options: dict[str, Any]) -> Respon
     def finished(result: StreamResult) -> None:
         prompt = result.prompt_tokens if result.prompt_tokens is not None else call.prompt_estimate
         completion = (
-            result.completion_tokens if result.completion_tokens is not None
+            result.completion_tokens
+            if result.completion_tokens is not None
             else result.relayed_tokens
         )
         status = 200 if result.error is None else 502
-        call.finish(status, prompt, completion, ttft=result.first_event_at, disconnected=result.disconnected)
+        call.finish(
+            status, prompt, completion, ttft=result.first_event_at, disconnected=result.disconnected
+        )
 
     body = relay_sse(
         response,
@@ -265,8 +293,9 @@ def _upstream_error(call: Call, response: Any) -> Response:
             "upstream key."
         )
     if 400 <= status < 500:
-        raise UpstreamClientError(status, message or f"The inference endpoint answered {status}.",
-                                  param=param)
+        raise UpstreamClientError(
+            status, message or f"The inference endpoint answered {status}.", param=param
+        )
     raise UpstreamError(f"The inference endpoint answered {status}.")
 
 

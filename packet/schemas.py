@@ -28,8 +28,14 @@ class StrictBool(fields.Field):
 class StrictNumber(fields.Field):
     """A JSON number (not a string, not a boolean, not NaN) within optional bounds."""
 
-    def __init__(self, *, minimum: float | None = None, maximum: float | None = None,
-                 integer: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        integer: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.minimum, self.maximum, self.integer = minimum, maximum, integer
 
@@ -81,7 +87,9 @@ class ContentField(fields.Field):
             raise ValidationError("Must be a string or a list of content parts.")
         for index, part in enumerate(value):
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                raise ValidationError({index: ["Each content part must be an object with a 'type'."]})
+                raise ValidationError(
+                    {index: ["Each content part must be an object with a 'type'."]}
+                )
             kind = part["type"]
             if kind == "text" and not isinstance(part.get("text"), str):
                 raise ValidationError({index: ["A 'text' part needs a string 'text'."]})
@@ -89,7 +97,9 @@ class ContentField(fields.Field):
                 image = part.get("image_url")
                 url = image.get("url") if isinstance(image, dict) else image
                 if not isinstance(url, str):
-                    raise ValidationError({index: ["An 'image_url' part needs an image_url.url string."]})
+                    raise ValidationError(
+                        {index: ["An 'image_url' part needs an image_url.url string."]}
+                    )
         return value
 
 
@@ -110,8 +120,10 @@ class PromptField(fields.Field):
 
 
 def _is_token_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in value
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
     )
 
 
@@ -121,9 +133,9 @@ class ToolChoiceField(fields.Field):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if value in ("none", "auto", "required"):
             return value
-        if isinstance(value, dict) and isinstance(value.get("function"), dict):
-            if isinstance(value["function"].get("name"), str):
-                return value
+        function = value.get("function") if isinstance(value, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return value
         raise ValidationError(
             "Must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': …}}."
         )
@@ -154,12 +166,14 @@ class MessageSchema(_Open):
 
     @validates_schema
     def _content_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if data.get("content") is None and not (data["role"] == "assistant" and (
-            data.get("tool_calls") or data.get("function_call")
-        )):
+        if data.get("content") is None and not (
+            data["role"] == "assistant" and (data.get("tool_calls") or data.get("function_call"))
+        ):
             raise ValidationError("Field required.", "content")
         if data["role"] == "tool" and not data.get("tool_call_id"):
-            raise ValidationError("A tool message needs the tool_call_id it answers.", "tool_call_id")
+            raise ValidationError(
+                "A tool message needs the tool_call_id it answers.", "tool_call_id"
+            )
 
 
 class FunctionSchema(_Open):
@@ -193,20 +207,25 @@ class _Sampling(_Open):
     stream = StrictBool(allow_none=True)
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
     stop = StopField(allow_none=True)
-    logit_bias = fields.Dict(keys=fields.String(), values=StrictNumber(minimum=-100, maximum=100),
-                             allow_none=True)
+    logit_bias = fields.Dict(
+        keys=fields.String(), values=StrictNumber(minimum=-100, maximum=100), allow_none=True
+    )
     user = fields.String(allow_none=True)
 
     @validates_schema
     def _stream_options_need_stream(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("stream_options") is not None and not data.get("stream"):
-            raise ValidationError("stream_options is only allowed when stream is true.",
-                                  "stream_options")
+            raise ValidationError(
+                "stream_options is only allowed when stream is true.", "stream_options"
+            )
 
 
 class ChatCompletionSchema(_Sampling):
-    messages = fields.List(fields.Nested(MessageSchema), required=True,
-                           validate=validate.Length(min=1, error="Must be a non-empty list."))
+    messages = fields.List(
+        fields.Nested(MessageSchema),
+        required=True,
+        validate=validate.Length(min=1, error="Must be a non-empty list."),
+    )
     max_completion_tokens = _int(1)
     tools = fields.List(fields.Nested(ToolSchema), allow_none=True)
     tool_choice = ToolChoiceField(allow_none=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, text, update
@@ -53,7 +53,11 @@ def find_active_key(digest: str) -> KeyRow | None:
     """The non-revoked key with this digest, joined to its account."""
     row = db.session.execute(
         select(
-            ApiKey.id, Account.id, Account.name, Account.tier, Account.balance_micros,
+            ApiKey.id,
+            Account.id,
+            Account.name,
+            Account.tier,
+            Account.balance_micros,
             Account.default_model,
         )
         .join(Account, ApiKey.account_id == Account.id)
@@ -107,7 +111,7 @@ def write_usage(
         db.session.execute(
             update(ApiKey)
             .where(ApiKey.id == key_id)
-            .values(last_used_at=datetime.fromtimestamp(used_at, timezone.utc))
+            .values(last_used_at=datetime.fromtimestamp(used_at, UTC))
         )
     db.session.commit()
 
@@ -128,7 +132,9 @@ def get_account(name: str) -> Account:
     return account
 
 
-def create_account(name: str, tier: str, balance_micros: int, default_model: str | None = None) -> Account:
+def create_account(
+    name: str, tier: str, balance_micros: int, default_model: str | None = None
+) -> Account:
     if db.session.execute(select(Account.id).where(Account.name == name)).first():
         raise StoreError(f"an account named {name!r} already exists")
     account = Account(
@@ -159,8 +165,13 @@ def credit_account(name: str, amount_micros: int) -> Account:
     return account
 
 
-def update_account(name: str, *, tier: str | None = None, default_model: str | None = None,
-                   clear_default_model: bool = False) -> Account:
+def update_account(
+    name: str,
+    *,
+    tier: str | None = None,
+    default_model: str | None = None,
+    clear_default_model: bool = False,
+) -> Account:
     account = get_account(name)
     if tier is not None:
         account.tier = tier
@@ -190,11 +201,15 @@ def revoke_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
     if account_name is not None:
         query = query.where(ApiKey.account_id == get_account(account_name).id)
     if keys.is_well_formed(key_or_prefix):
-        matches = list(db.session.execute(query.where(ApiKey.digest == keys.digest(key_or_prefix))).scalars())
+        matches = list(
+            db.session.execute(query.where(ApiKey.digest == keys.digest(key_or_prefix))).scalars()
+        )
     else:
-        matches = [
-            k for k in db.session.execute(query).scalars() if k.prefix.startswith(key_or_prefix)
-        ] if key_or_prefix else []
+        matches = (
+            [k for k in db.session.execute(query).scalars() if k.prefix.startswith(key_or_prefix)]
+            if key_or_prefix
+            else []
+        )
     if not matches:
         raise StoreError("no live key matches that key or prefix")
     if len(matches) > 1:
@@ -214,7 +229,9 @@ def get_key(key_id: int) -> ApiKey:
 def list_keys(account_name: str) -> list[ApiKey]:
     account = get_account(account_name)
     return list(
-        db.session.execute(select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id)).scalars()
+        db.session.execute(
+            select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id)
+        ).scalars()
     )
 
 

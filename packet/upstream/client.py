@@ -30,7 +30,11 @@ class UpstreamClient:
         """POST with a streamed response; the caller must close it."""
         try:
             return self.session.post(
-                url, data=body, headers=headers, stream=True, timeout=self.timeout,
+                url,
+                data=body,
+                headers=headers,
+                stream=True,
+                timeout=self.timeout,
                 allow_redirects=False,
             )
         except requests.ConnectTimeout as exc:
@@ -46,7 +50,9 @@ class UpstreamClient:
         """GET a small JSON document (discovery probes): (status, parsed body or None)."""
         try:
             resp = self.session.get(
-                url, headers=headers, timeout=(min(timeout, self.timeout[0]), timeout),
+                url,
+                headers=headers,
+                timeout=(min(timeout, self.timeout[0]), timeout),
                 allow_redirects=False,
             )
         except requests.ConnectionError as exc:
@@ -79,7 +85,7 @@ def validate_base_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("the endpoint URL must not have a query or fragment")
     try:
-        parts.port
+        _ = parts.port
     except ValueError as exc:
         raise ValueError(f"the endpoint URL has an invalid port: {exc}") from None
     path = parts.path.rstrip("/")

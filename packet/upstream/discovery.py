@@ -61,8 +61,15 @@ class Target:
 class Discovery:
     """Per-worker registry of endpoint states with background refresh and routing."""
 
-    def __init__(self, client: UpstreamClient, *, interval: float, probe_timeout: float,
-                 cooloff: float, warmup_timeout: float) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        *,
+        interval: float,
+        probe_timeout: float,
+        cooloff: float,
+        warmup_timeout: float,
+    ) -> None:
         self.client = client
         self.interval = interval
         self.probe_timeout = probe_timeout
@@ -143,7 +150,7 @@ class Discovery:
                     del self._states[key]
             try:
                 self.refresh(list(self._states.values()))
-            except Exception:  # noqa: BLE001 - the loop must survive anything
+            except Exception:
                 log.exception("discovery refresh failed")
 
     # --- routing ------------------------------------------------------------------------------
@@ -158,8 +165,13 @@ class Discovery:
                     models.setdefault(model_id, card)
         return dict(sorted(models.items()))
 
-    def route(self, states: Sequence[EndpointState], model: str | None,
-              default_model: str | None = None, exclude: Sequence[EndpointState] = ()) -> Target:
+    def route(
+        self,
+        states: Sequence[EndpointState],
+        model: str | None,
+        default_model: str | None = None,
+        exclude: Sequence[EndpointState] = (),
+    ) -> Target:
         """Pick an endpoint for ``model`` (None = auto), waiting for warming ones if needed."""
         deadline = time.monotonic() + self.warmup_timeout
         while True:
@@ -176,13 +188,18 @@ class Discovery:
             raise ModelNotServed(model, list(served))
         raise NoEndpoint(
             "No running inference endpoint found.",
-            retry_after=int(max(self.interval, 1)) if any(
-                s.status in (LOADING, STARTING) for s in states
-            ) else None,
+            retry_after=int(max(self.interval, 1))
+            if any(s.status in (LOADING, STARTING) for s in states)
+            else None,
         )
 
-    def _pick(self, states: Sequence[EndpointState], model: str | None,
-              default_model: str | None, exclude: Sequence[EndpointState]) -> Target | None:
+    def _pick(
+        self,
+        states: Sequence[EndpointState],
+        model: str | None,
+        default_model: str | None,
+        exclude: Sequence[EndpointState],
+    ) -> Target | None:
         now = time.monotonic()
         ready = [s for s in states if s.ready(now) and s not in exclude]
         if not ready:

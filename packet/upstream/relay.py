@@ -76,7 +76,9 @@ def inspect_event(
         result.first_event_at = time.perf_counter()
     if obj.get("error"):
         error = obj["error"]
-        result.error = error.get("message", "upstream error") if isinstance(error, dict) else str(error)
+        result.error = (
+            error.get("message", "upstream error") if isinstance(error, dict) else str(error)
+        )
         return event
     usage = obj.get("usage")
     if isinstance(usage, dict):
@@ -135,8 +137,10 @@ def relay_sse(
             out = []
             while (end := buffer.find(b"\n\n")) >= 0:
                 kept = inspect_event(
-                    buffer[: end + 2], result,
-                    include_usage=include_usage, continuous_usage=continuous_usage,
+                    buffer[: end + 2],
+                    result,
+                    include_usage=include_usage,
+                    continuous_usage=continuous_usage,
                 )
                 buffer = buffer[end + 2 :]
                 if kept is not None:

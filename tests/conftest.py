@@ -1,0 +1,333 @@
+"""Shared fixtures: apps on SQLite/PostgreSQL, and live processes on 127.0.0.1.
+
+Live tests start real processes: the simulated vLLM (``python -m packet.devserver``) and the
+gateway under gunicorn with the gevent worker, exactly as the Procfile runs it. PostgreSQL and
+Redis are used when ``TEST_DATABASE_URL`` / ``TEST_REDIS_URL`` are set (``.ci/run`` sets them
+when the servers answer) and skipped with a reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from openai import OpenAI
+
+from packet import create_app, store
+from packet.config import normalize_database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("TEST_REDIS_URL")
+needs_postgres = pytest.mark.skipif(
+    not POSTGRES_URL, reason="TEST_DATABASE_URL not set (no PostgreSQL on this machine)"
+)
+needs_redis = pytest.mark.skipif(
+    not REDIS_URL, reason="TEST_REDIS_URL not set (no Redis on this machine)"
+)
+BACKENDS = ["sqlite", pytest.param("postgres", marks=needs_postgres)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers; fail with the process log if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The process environment without any gateway settings, plus ``overrides``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PACKET_", "GUNICORN_"))
+        and k
+        not in ("DATABASE_URL", "REDIS_URL", "PORT", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    env.update(overrides)
+    return env
+
+
+class Process:
+    """A child process with its log file, stopped at teardown."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log_file.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")
+
+
+class Sim(Process):
+    """A simulated vLLM server on a free port."""
+
+    def __init__(self, tmp: Path, *args: str, port: int | None = None, wait: bool = True) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "packet.devserver", "--port", str(self.port), *args],
+            clean_env(),
+            tmp / f"sim-{self.port}-{uuid.uuid4().hex[:6]}.log",
+        )
+        if wait:
+            wait_for(f"{self.url}/health", self.proc, self.log)
+
+    def requests(self) -> list[dict]:
+        return requests.get(f"{self.url}/_sim/requests", timeout=5).json()["data"]
+
+    def request(self, request_id: str) -> dict:
+        return next(r for r in self.requests() if r["request_id"] == request_id)
+
+
+class Gateway(Process):
+    """The real gateway: gunicorn + gevent worker, configured through the environment."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = clean_env(
+            PORT=str(self.port),
+            HOST="127.0.0.1",
+            WEB_CONCURRENCY=str(workers),
+            PACKET_USAGE_FLUSH_INTERVAL="0.1",
+            **env,
+        )
+        super().__init__(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            full_env,
+            tmp / f"gateway-{self.port}.log",
+        )
+        wait_for(f"{self.url}/health", self.proc, self.log)
+
+    def client(self, key: str, **kwargs) -> OpenAI:
+        """The official SDK pointed at this gateway (no retries unless asked)."""
+        kwargs.setdefault("max_retries", 0)
+        return OpenAI(base_url=f"{self.url}/v1", api_key=key, **kwargs)
+
+
+@dataclass
+class Database:
+    """One migrated database and a Flask app bound to it, for setting up accounts."""
+
+    backend: str
+    url: str
+    app: object = field(repr=False)
+
+    def account(
+        self,
+        tier: str = "standard",
+        balance_micros: int = 25_000_000,
+        endpoints: tuple[str, ...] = (),
+        default_model: str | None = None,
+        upstream_key: str | None = None,
+    ) -> tuple[str, str]:
+        """A new account with one key: (name, key)."""
+        name = f"acct-{uuid.uuid4().hex[:10]}"
+        with self.app.app_context():
+            store.create_account(name, tier, balance_micros, default_model)
+            for url in endpoints:
+                store.add_endpoint(name, url, upstream_key)
+            _, key = store.create_key(name, "test")
+        return name, key
+
+    def run(self, fn: Callable, *args, **kwargs):
+        """Call a store function inside the app context."""
+        with self.app.app_context():
+            return fn(*args, **kwargs)
+
+
+def _migrated_app(url: str):
+    from flask_migrate import upgrade
+
+    app = create_app({"DATABASE_URL": url, "PACKET_USAGE_FLUSH_INTERVAL": "0"})
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(scope="session")
+def _databases(tmp_path_factory) -> Iterator[dict[str, Database]]:
+    made: dict[str, Database] = {}
+    dropped: list[str] = []
+    sqlite_url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'packet.db'}"
+    made["sqlite"] = Database("sqlite", sqlite_url, _migrated_app(sqlite_url))
+    if POSTGRES_URL:
+        import psycopg
+
+        name = f"packet_test_{uuid.uuid4().hex[:8]}"
+        admin_url = normalize_database_url(POSTGRES_URL).replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        made["postgres"] = Database("postgres", url, _migrated_app(url))
+        dropped.append(name)
+    yield made
+    for db in made.values():
+        with db.app.app_context():
+            from packet.extensions import db as sqla
+
+            sqla.engine.dispose()
+    for name in dropped:
+        import psycopg
+
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database(request, _databases) -> Database:
+    """Each test using this runs on SQLite and, when available, PostgreSQL."""
+    return _databases[request.param]
+
+
+@pytest.fixture
+def sqlite_database(_databases) -> Database:
+    return _databases["sqlite"]
+
+
+@pytest.fixture
+def postgres_database(_databases) -> Database:
+    if "postgres" not in _databases:
+        pytest.skip("TEST_DATABASE_URL not set (no PostgreSQL on this machine)")
+    return _databases["postgres"]
+
+
+class Launcher:
+    """Starts sims and gateways into one folder and stops them all at teardown."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sims: list[Sim] = []
+        self.gateways: list[Gateway] = []
+
+    def sim(self, *args: str, **kwargs) -> Sim:
+        """``sim("--model", "m", "--token-delay", "0.01")``."""
+        sim = Sim(self.folder, *args, **kwargs)
+        self.sims.append(sim)
+        return sim
+
+    def gateway(
+        self,
+        database: Database,
+        upstreams: list[str] | tuple[str, ...] = (),
+        workers: int = 1,
+        **env: str,
+    ) -> Gateway:
+        """``gateway(database, upstreams=[sim.url], PACKET_X="…")``."""
+        settings = {
+            "DATABASE_URL": database.url,
+            "PACKET_UPSTREAMS": ",".join(upstreams),
+            "PACKET_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+        }
+        settings.update(env)
+        gateway = Gateway(self.folder, settings, workers)
+        self.gateways.append(gateway)
+        return gateway
+
+    def close(self) -> None:
+        # SIGINT is gunicorn's quick shutdown: it still runs worker_exit (usage flush).
+        for gateway in self.gateways:
+            gateway.stop(signal.SIGINT)
+        for sim in self.sims:
+            sim.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def launcher(tmp_path) -> Iterator[Launcher]:
+    launched = Launcher(tmp_path)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def module_launcher(tmp_path_factory) -> Iterator[Launcher]:
+    """For modules whose tests can share processes (one start per module)."""
+    launched = Launcher(tmp_path_factory.mktemp("procs"))
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def start_sim(launcher) -> Callable[..., Sim]:
+    return launcher.sim
+
+
+@pytest.fixture
+def start_gateway(launcher) -> Callable[..., Gateway]:
+    return launcher.gateway
+
+
+@pytest.fixture
+def sim(start_sim) -> Sim:
+    """One simulated vLLM with the default model."""
+    return start_sim()
+
+
+@pytest.fixture
+def gateway(start_gateway, sqlite_database, sim) -> Gateway:
+    """A gateway on SQLite whose shared pool is ``sim``."""
+    return start_gateway(sqlite_database, upstreams=[sim.url])
+
+
+@pytest.fixture
+def app(tmp_path):
+    """A migrated app on a fresh SQLite file, for unit tests with Flask's test client."""
+    return _migrated_app(f"sqlite:///{tmp_path / 'unit.db'}")
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

@@ -1,0 +1,70 @@
+"""Configuration parsing."""
+
+import pytest
+
+from packet.config import ConfigError, dollars_to_micros, load_settings, normalize_database_url
+
+
+def settings(tmp_path, **env):
+    return load_settings(env, instance_path=str(tmp_path))
+
+
+def test_defaults(tmp_path):
+    s = settings(tmp_path)
+    assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("packet.db")
+    assert s.storage_uri == "memory://"
+    assert s.tiers["free"] == {"rpm": 20, "tpm": 40000}
+    assert s.tiers["premium"] == {"rpm": 200, "tpm": 500000}
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+psycopg://u:p@h:5432/d"),
+        ("postgresql://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_url_normalised(url, expected):
+    assert normalize_database_url(url) == expected
+
+
+def test_tiers_merge_and_add(tmp_path):
+    s = settings(
+        tmp_path, PACKET_TIERS='{"free": {"rpm": 5}, "bench": {"rpm": 1000000, "tpm": 1000000000}}'
+    )
+    assert s.tiers["free"] == {"rpm": 5, "tpm": 40000}
+    assert s.tiers["bench"]["tpm"] == 1_000_000_000
+    assert s.tiers["standard"]["rpm"] == 60
+
+
+@pytest.mark.parametrize(
+    "raw", ["not json", "[]", '{"x": {"rpm": 0, "tpm": 1}}', '{"x": {"rpm": 1}}']
+)
+def test_bad_tiers_rejected(tmp_path, raw):
+    with pytest.raises(ConfigError):
+        settings(tmp_path, PACKET_TIERS=raw)
+
+
+def test_bad_number_rejected(tmp_path):
+    with pytest.raises(ConfigError):
+        settings(tmp_path, PACKET_READ_TIMEOUT="soon")
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"), [("25", 25_000_000), ("0.50", 500_000), ("-5", -5_000_000), ("0.000001", 1)]
+)
+def test_dollars(text, micros):
+    assert dollars_to_micros(text) == micros
+
+
+def test_prices(tmp_path):
+    s = settings(
+        tmp_path,
+        PACKET_PRICE_INPUT="0.5",
+        PACKET_PRICE_OUTPUT="1.5",
+        PACKET_PRICES='{"big": {"input": 3, "output": 15}}',
+    )
+    assert s.price_for("other").input_per_million == 500_000
+    assert s.price_for("big").output_per_million == 15_000_000
