@@ -8,6 +8,7 @@ when the servers answer) and skipped with a reason otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -89,10 +90,8 @@ class Process:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

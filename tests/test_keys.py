@@ -41,7 +41,7 @@ def test_display_prefix_is_short():
 def test_only_digest_and_prefix_stored(app):
     with app.app_context():
         store.create_account("acme", "free", 1_000_000)
-        row, key = store.create_key("acme", "ci")
+        _, key = store.create_key("acme", "ci")
         stored = db.session.execute(select(ApiKey)).scalar_one()
         values = [str(getattr(stored, c.name)) for c in ApiKey.__table__.columns]
         assert key not in " ".join(values)
@@ -52,7 +52,7 @@ def test_only_digest_and_prefix_stored(app):
 def test_revoke_by_prefix_and_key(app):
     with app.app_context():
         store.create_account("acme", "free", 1_000_000)
-        row, key = store.create_key("acme")
+        _, key = store.create_key("acme")
         _, other = store.create_key("acme")
         store.revoke_key(key[:12] if key[:12] != other[:12] else key)
         assert store.find_active_key(keys.digest(key)) is None

@@ -27,7 +27,7 @@ def live(processes, database):
 
 
 def test_quick_start_curl_example(live):
-    sim, gateway, _, _, key = live
+    _, gateway, _, _, key = live
     response = requests.post(
         f"{gateway.url}/v1/chat/completions",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
@@ -66,7 +66,7 @@ def test_python_sdk_example_with_system_prompt(live):
 
 
 def test_python_streaming_example(live):
-    sim, gateway, _, _, key = live
+    _, gateway, _, _, key = live
     client = OpenAI(base_url=f"{gateway.url}/v1", api_key=key)
     stream = client.chat.completions.create(
         model="simulated/vllm-demo",
