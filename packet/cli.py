@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import store
 from .config import ConfigError, dollars_to_micros
@@ -187,6 +187,7 @@ def endpoints_remove(name: str, endpoint_id: int) -> None:
 
 
 @click.command("usage")
+@with_appcontext
 @click.argument("name")
 @click.option("--since", default=None, help="ISO date or time, e.g. 2026-11-01.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -252,6 +253,7 @@ def usage_report(rows: list[tuple]) -> dict:
 
 
 @click.command("demo")
+@with_appcontext
 def demo() -> None:
     """Create the demo account (first time) and print a fresh key for it (used by `make run`)."""
     try:

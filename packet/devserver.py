@@ -204,12 +204,13 @@ class Simulator:
         }
         self.requests.append(record)
         delay = float(body.get("x_sim_token_delay", self.token_delay))
+        prefill = float(body.get("x_sim_first_token_delay", self.first_token_delay))
         fail_after = body.get("x_sim_fail_after")
         created = int(time.time())
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         if not stream:
-            if self.first_token_delay:
-                time.sleep(self.first_token_delay)
+            if prefill:
+                time.sleep(prefill)
             if delay:
                 time.sleep(delay * wanted)
             text = " ".join(_words(wanted))
@@ -247,11 +248,12 @@ class Simulator:
                     "usage": usage,
                 },
             )
-        start_response(
+        write = start_response(
             "200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
         )
+        write(b"")  # headers now, like vLLM (Starlette): the silence of prefill comes after them
         return self._stream(
-            record, rid, created, model, chat, wanted, prompt, options, delay, fail_after
+            record, rid, created, model, chat, wanted, prompt, options, delay, prefill, fail_after
         )
 
     def _stream(
@@ -265,6 +267,7 @@ class Simulator:
         prompt: int,
         options: dict[str, Any],
         delay: float,
+        prefill: float,
         fail_after: int | None,
     ) -> Iterator[bytes]:
         include = bool(options.get("include_usage"))
@@ -303,8 +306,8 @@ class Simulator:
             return b"data: " + orjson.dumps(obj) + b"\n\n"
 
         try:
-            if self.first_token_delay:
-                time.sleep(self.first_token_delay)
+            if prefill:
+                time.sleep(prefill)
             if chat:
                 yield chunk(None, None, 0, role=True)
             words = _words(wanted)

@@ -19,6 +19,7 @@ from gevent.queue import Empty, Queue
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 _EOF = object()
+_DRAIN_SECONDS = 0.5
 
 
 @dataclass
@@ -147,6 +148,8 @@ def relay_sse(
                     out.append(kept)
             if out:
                 yield b"".join(out)
+            if result.done:
+                break
         if not result.done:
             result.error = "The inference endpoint closed the stream before it finished."
             yield error_event(result.error) + DONE
@@ -157,6 +160,8 @@ def relay_sse(
         result.error = _describe(exc)
         yield error_event(result.error, _code(exc)) + DONE
     finally:
+        if result.done:
+            reader.join(timeout=_DRAIN_SECONDS)  # read to EOF so the connection is reusable
         reader.kill(block=False)
         response.close()
         on_finish(result)

@@ -1,0 +1,78 @@
+"""The admin CLI, through Flask's CLI runner against a migrated SQLite database."""
+
+from packet import keys, store
+
+
+def invoke(runner, *args):
+    return runner.invoke(args=list(args))
+
+
+def test_account_lifecycle(runner, app):
+    result = invoke(runner, "accounts", "create", "acme", "--tier", "standard", "--balance", "25")
+    assert result.exit_code == 0, result.output
+    assert "balance $25.00" in result.output
+    assert invoke(runner, "accounts", "create", "acme").exit_code != 0
+    assert (
+        invoke(runner, "accounts", "credit", "acme", "0.50").output.strip()
+        == "acme: balance $25.50"
+    )
+    assert (
+        invoke(runner, "accounts", "credit", "acme", "--", "-5").output.strip()
+        == "acme: balance $20.50"
+    )
+    assert invoke(runner, "accounts", "set-tier", "acme", "premium").exit_code == 0
+    listing = invoke(runner, "accounts", "list").output
+    assert "acme\ttier=premium\tbalance=$20.50" in listing
+    with app.app_context():
+        assert store.get_account("acme").balance_micros == 20_500_000
+
+
+def test_unknown_tier_and_bad_amount_rejected(runner):
+    assert "unknown tier" in invoke(runner, "accounts", "create", "x", "--tier", "gold").output
+    assert invoke(runner, "accounts", "create", "x", "--balance", "lots").exit_code != 0
+    assert "no account" in invoke(runner, "accounts", "credit", "ghost", "1").output
+
+
+def test_keys_create_prints_key_alone_on_last_stdout_line(runner, app):
+    invoke(runner, "accounts", "create", "acme")
+    result = runner.invoke(args=["keys", "create", "acme", "--label", "ci"])
+    key = result.stdout.strip().splitlines()[-1]
+    assert keys.is_well_formed(key)
+    listing = invoke(runner, "keys", "list", "acme").output
+    assert key[:12] in listing and key not in listing and "label=ci" in listing
+    with app.app_context():
+        assert store.find_active_key(keys.digest(key)) is not None
+    assert invoke(runner, "keys", "revoke", key[:12]).exit_code == 0
+    with app.app_context():
+        assert store.find_active_key(keys.digest(key)) is None
+    assert "revoked=" in invoke(runner, "keys", "list", "acme").output
+    assert invoke(runner, "keys", "revoke", key).exit_code != 0
+
+
+def test_endpoints_validated(runner):
+    invoke(runner, "accounts", "create", "acme")
+    ok = invoke(
+        runner, "endpoints", "add", "acme", "http://10.0.0.5:8000/v1/", "--upstream-key", "s3cret"
+    )
+    assert ok.exit_code == 0 and "http://10.0.0.5:8000" in ok.output
+    for bad in ["ftp://h:8000", "http://user:pw@h:8000", "not a url", "http://h:99999"]:
+        assert invoke(runner, "endpoints", "add", "acme", bad).exit_code != 0, bad
+    listing = invoke(runner, "endpoints", "list", "acme").output
+    assert "upstream_key=set" in listing and "s3cret" not in listing
+    endpoint_id = listing.split("\t")[0]
+    assert invoke(runner, "endpoints", "remove", "acme", endpoint_id).exit_code == 0
+    assert invoke(runner, "endpoints", "list", "acme").output == ""
+
+
+def test_demo_creates_account_once_and_prints_a_key(runner, app):
+    first = runner.invoke(args=["demo"]).stdout.strip()
+    second = runner.invoke(args=["demo"]).stdout.strip()
+    assert keys.is_well_formed(first) and keys.is_well_formed(second) and first != second
+    with app.app_context():
+        assert len(store.list_accounts()) == 1
+
+
+def test_usage_report_empty(runner):
+    invoke(runner, "accounts", "create", "acme")
+    assert "0 requests" in invoke(runner, "usage", "acme").output
+    assert '"requests": 0' in invoke(runner, "usage", "acme", "--json").output

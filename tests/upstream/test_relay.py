@@ -1,0 +1,142 @@
+"""The SSE relay as pure code: a fake upstream response, no server."""
+
+import gevent
+import orjson
+
+from packet.upstream.relay import DONE, PING, StreamResult, inspect_event, relay_sse
+
+
+def event(obj) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def chunk(text, usage=None, choices=True):
+    obj = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]
+        if choices
+        else [],
+    }
+    if usage is not None:
+        obj["usage"] = usage
+    return obj
+
+
+USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+
+
+class FakeRaw:
+    def __init__(self, pieces, delay=0.0, error=None):
+        self.pieces = list(pieces)
+        self.delay = delay
+        self.error = error
+
+    def read1(self, _size):
+        if self.delay:
+            gevent.sleep(self.delay)
+        if self.pieces:
+            return self.pieces.pop(0)
+        if self.error:
+            raise self.error
+        return b""
+
+
+class FakeResponse:
+    def __init__(self, raw):
+        self.raw = raw
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def run(pieces, include_usage=False, continuous=False, keepalive=0.0, **raw_kwargs):
+    results = []
+    response = FakeResponse(FakeRaw(pieces, **raw_kwargs))
+    out = b"".join(
+        relay_sse(
+            response,
+            include_usage=include_usage,
+            continuous_usage=continuous,
+            keepalive=keepalive,
+            on_finish=results.append,
+        )
+    )
+    assert response.closed and len(results) == 1
+    return out, results[0]
+
+
+def test_usage_only_chunk_dropped_unless_asked():
+    result = StreamResult()
+    usage_chunk = event(chunk(None, USAGE, choices=False))
+    assert inspect_event(usage_chunk, result, include_usage=False, continuous_usage=False) is None
+    assert result.prompt_tokens == 5 and result.completion_tokens == 2
+    assert (
+        inspect_event(usage_chunk, result, include_usage=True, continuous_usage=False)
+        == usage_chunk
+    )
+
+
+def test_per_chunk_usage_stripped_unless_continuous_asked():
+    result = StreamResult()
+    raw = event(chunk("hi", USAGE))
+    stripped = inspect_event(raw, result, include_usage=True, continuous_usage=False)
+    assert b"usage" not in stripped
+    assert orjson.loads(stripped[6:])["choices"][0]["delta"]["content"] == "hi"
+    assert inspect_event(raw, result, include_usage=True, continuous_usage=True) == raw
+    assert result.completion_tokens == 2
+
+
+def test_comments_done_and_errors():
+    result = StreamResult()
+    assert inspect_event(b": keep-alive\n\n", result, include_usage=False, continuous_usage=False)
+    assert inspect_event(DONE, result, include_usage=False, continuous_usage=False) == DONE
+    assert result.done
+    err = event({"error": {"message": "engine died", "code": 500}})
+    assert inspect_event(err, result, include_usage=False, continuous_usage=False) == err
+    assert result.error == "engine died"
+
+
+def test_relay_counts_tokens_without_usage_and_splits_events_across_reads():
+    body = event(chunk("a")) + event(chunk("b")) + event(chunk("")) + DONE
+    out, result = run([body[:10], body[10:50], body[50:]])
+    assert out == body
+    assert result.relayed_tokens == 2 and result.done and result.error is None
+
+
+def test_relay_strips_usage_for_a_plain_client():
+    body = event(chunk("a", USAGE)) + event(chunk(None, USAGE, choices=False)) + DONE
+    out, result = run([body])
+    assert b"usage" not in out and out.endswith(DONE)
+    assert result.completion_tokens == 2
+
+
+def test_truncated_stream_gets_error_event_and_done():
+    out, result = run([event(chunk("a"))])
+    assert b'"error"' in out and out.endswith(DONE)
+    assert result.error and not result.done
+
+
+def test_read_error_mid_stream_becomes_error_event():
+    out, result = run([event(chunk("a"))], error=ConnectionResetError("reset"))
+    assert out.count(b"data: ") == 3 and out.endswith(DONE)
+    assert b"upstream_error" in out
+    assert result.error
+
+
+def test_keepalive_pings_while_upstream_is_silent():
+    out, _ = run([event(chunk("a")), DONE], keepalive=0.01, delay=0.05)
+    assert PING in out and out.endswith(DONE)
+
+
+def test_close_marks_disconnect_and_closes_upstream():
+    results = []
+    response = FakeResponse(FakeRaw([event(chunk("a"))] * 10, delay=0.01))
+    gen = relay_sse(
+        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
+    )
+    next(gen)
+    gen.close()
+    assert response.closed
+    assert results[0].disconnected and results[0].relayed_tokens == 1
