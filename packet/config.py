@@ -57,7 +57,7 @@ class Settings:
     discovery_timeout: float = 3.0
     unhealthy_cooloff: float = 15.0
     warmup_timeout: float = 30.0
-    failover_attempts: int = 2
+    failover_attempts: int = 3
     default_price: Price = field(default_factory=lambda: Price(0, 0))
     prices: dict[str, Price] = field(default_factory=dict)
     usage_flush_interval: float = 0.5
@@ -199,7 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         discovery_timeout=_float(env, "PACKET_DISCOVERY_TIMEOUT", 3.0),
         unhealthy_cooloff=_float(env, "PACKET_UNHEALTHY_COOLOFF", 15.0),
         warmup_timeout=_float(env, "PACKET_WARMUP_TIMEOUT", 30.0),
-        failover_attempts=max(1, _int(env, "PACKET_FAILOVER_ATTEMPTS", 2)),
+        failover_attempts=max(1, _int(env, "PACKET_FAILOVER_ATTEMPTS", 3)),
         default_price=Price(
             dollars_to_micros(env.get("PACKET_PRICE_INPUT", "0")),
             dollars_to_micros(env.get("PACKET_PRICE_OUTPUT", "0")),

@@ -3,7 +3,8 @@
 It speaks vLLM's wire formats (models, health, chat and text completions, SSE with usage and
 ``continuous_usage_stats``, vLLM's error shapes) and generates deterministic text, one word per
 token, with a configurable delay. It records what it saw and sent per request under
-``/_sim/requests`` so tests can compare the gateway's metering with the truth.
+``/_sim/requests`` so tests can compare the gateway's metering with the truth, and counts the
+``/health`` and ``/v1/models`` calls (discovery probes) under ``/_sim/probes``.
 
     python -m packet.devserver --port 8001 --model simulated/demo --token-delay 0.02
 """
@@ -71,6 +72,7 @@ class Simulator:
         max_model_len: int = 4096,
         api_key: str | None = None,
         loading_seconds: float = 0.0,
+        fail_status: int | None = None,
         history: int = 20000,
     ) -> None:
         self.models = models
@@ -80,9 +82,11 @@ class Simulator:
         self.max_model_len = max_model_len
         self.api_key = api_key
         self.ready_at = time.monotonic() + loading_seconds
+        self.fail_status = fail_status
         self.started = int(time.time())
         self.requests: deque[dict[str, Any]] = deque(maxlen=history)
         self.ids = itertools.count(1)
+        self.probes = {"health": 0, "models": 0}
 
     # --- WSGI ---------------------------------------------------------------------------------
 
@@ -90,10 +94,13 @@ class Simulator:
         path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
         loading = time.monotonic() < self.ready_at
         if path == "/health":
+            self.probes["health"] += 1
             start_response("503 Service Unavailable" if loading else "200 OK", [])
             return [b""]
         if path == "/_sim/requests":
             return self._json(start_response, 200, {"data": list(self.requests)})
+        if path == "/_sim/probes":
+            return self._json(start_response, 200, self.probes)
         if path == "/_sim/reset" and method == "POST":
             self.requests.clear()
             return self._json(start_response, 200, {"ok": True})
@@ -106,12 +113,20 @@ class Simulator:
                 start_response, 503, "The model is still loading.", "ServiceUnavailableError"
             )
         if path == "/v1/models" and method == "GET":
+            self.probes["models"] += 1
             return self._json(
                 start_response,
                 200,
                 {"object": "list", "data": [self._card(m) for m in self.models]},
             )
         if path in ("/v1/chat/completions", "/v1/completions") and method == "POST":
+            if self.fail_status:
+                return self._error(
+                    start_response,
+                    self.fail_status,
+                    "Simulated failure.",
+                    "ServiceUnavailableError",
+                )
             return self._complete(environ, start_response, chat=path == "/v1/chat/completions")
         return self._error(start_response, 404, f"Not Found: {method} {path}", "NotFoundError")
 
@@ -351,6 +366,7 @@ _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
 
@@ -443,6 +459,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="refuse connections for this long after start (vLLM before it binds)",
     )
+    parser.add_argument(
+        "--fail-status",
+        type=int,
+        default=None,
+        help="answer every completion with this HTTP status (e.g. 503, an overloaded engine)",
+    )
     args = parser.parse_args(argv)
     app = Simulator(
         args.models or [DEFAULT_MODEL],
@@ -452,6 +474,7 @@ def main(argv: list[str] | None = None) -> None:
         max_model_len=args.max_model_len,
         api_key=args.api_key,
         loading_seconds=args.loading_seconds + args.listen_delay,
+        fail_status=args.fail_status,
     )
     if args.listen_delay:
         time.sleep(args.listen_delay)

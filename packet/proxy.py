@@ -192,15 +192,14 @@ def _send(
     headers: dict[str, str],
     path: str,
 ) -> tuple[Target, Any]:
-    """POST to the target; before the first byte, fail over to another replica (bounded)."""
+    """POST to the target; before the first byte, fail over to another ready replica.
+
+    A connection failure or a 502/503 answer marks the endpoint down for the cool-off and the
+    request goes to the next replica serving the same model, each endpoint at most once and
+    at most ``PACKET_FAILOVER_ATTEMPTS`` in all. Without one, the last failure is the answer.
+    """
     tried: list[EndpointState] = []
-    failure: UpstreamFailure | None = None
-    for attempt in range(rt.settings.failover_attempts):
-        if attempt:
-            try:
-                target = rt.discovery.route(states, target.model, None, exclude=tried)
-            except UpstreamFailure:
-                break
+    while True:
         body["model"] = target.model
         state = target.state
         state.inflight += 1
@@ -209,26 +208,33 @@ def _send(
                 f"{state.url}{path}", orjson.dumps(body), headers | state.headers()
             )
         except ConnectFailed as exc:
-            state.inflight -= 1
-            observability.UPSTREAM_FAILURES.labels("connect").inc()
-            rt.discovery.mark_down(state, str(exc))
-            tried.append(state)
-            failure = exc
-            continue
+            response, failure, kind = None, exc, "connect"
         except UpstreamFailure:
             state.inflight -= 1
             observability.UPSTREAM_FAILURES.labels("timeout").inc()
             raise
-        if response.status_code in _RETRY_STATUSES and attempt + 1 < rt.settings.failover_attempts:
-            response.close()
-            state.inflight -= 1
-            observability.UPSTREAM_FAILURES.labels(f"http_{response.status_code}").inc()
-            rt.discovery.mark_down(state, f"answered {response.status_code}")
-            tried.append(state)
+        else:
+            if response.status_code not in _RETRY_STATUSES:
+                return target, response
+            kind = f"http_{response.status_code}"
             failure = BadGateway(f"answered {response.status_code}", response.status_code)
-            continue
-        return target, response
-    raise failure or BadGateway("no endpoint could take the request")
+        observability.UPSTREAM_FAILURES.labels(kind).inc()
+        rt.discovery.mark_down(state, str(failure))
+        tried.append(state)
+        retry = (
+            rt.discovery.pick(states, target.model, exclude=tried)
+            if len(tried) < rt.settings.failover_attempts
+            else None
+        )
+        if retry is None:
+            if response is not None:
+                return target, response
+            state.inflight -= 1
+            raise failure
+        state.inflight -= 1
+        if response is not None:
+            response.close()
+        target = retry
 
 
 def _complete(call: Call, response: Any) -> Response:

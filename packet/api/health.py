@@ -10,6 +10,7 @@ from ..auth import authenticate
 from ..extensions import limiter
 from ..proxy import endpoint_triples
 from ..runtime import runtime
+from ..upstream.discovery import HEALTHY
 
 bp = Blueprint("health", __name__)
 
@@ -34,17 +35,19 @@ def health() -> ResponseReturnValue:
     healthy = body["database"] == "ok" and body["limit_storage"] == "ok"
     if request.headers.get("Authorization"):
         principal = authenticate(rt.keys)
-        states = rt.discovery.states(endpoint_triples(rt, principal))
+        triples = endpoint_triples(rt, principal)
+        states = rt.discovery.states(triples)
         now = time.monotonic()
+        # Labels come from the caller's own list: a shared-pool URL is never shown.
         body["endpoints"] = [
             {
-                "endpoint": s.label,
-                "status": s.status if s.ready(now) or s.status != "healthy" else "cooling_off",
-                "models": sorted(s.models),
+                "endpoint": label,
+                "status": "cooling_off" if s.cooling_off(now) else s.status,
+                "models": sorted(s.models) if s.status == HEALTHY else [],
                 "checked_seconds_ago": round(now - s.checked_at, 1) if s.checked_at else None,
                 "inflight": s.inflight,
             }
-            for s in states
+            for (_, _, label), s in zip(triples, states, strict=True)
         ]
         body["ready"] = any(s.ready(now) for s in states)
         healthy = healthy and body["ready"]

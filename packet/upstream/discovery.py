@@ -1,14 +1,16 @@
 """Which endpoints are ready and what they serve; choosing one for a request.
 
 One :class:`Discovery` per worker. Endpoint states are probed (``/health`` then ``/v1/models``)
-in the background every ``discovery_interval`` seconds and on demand when a request meets an
-endpoint it has not seen yet — never on every request.
+in the background every ``interval`` seconds and on demand when a request meets an endpoint it
+has not seen yet, or finds nothing usable — never on every request: a probe already running is
+shared, and an endpoint checked moments ago is not probed again.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +24,15 @@ from .errors import ModelNotServed, NoEndpoint, UpstreamFailure
 log = logging.getLogger("packet.discovery")
 
 HEALTHY, LOADING, STARTING, DOWN = "healthy", "loading", "starting", "down"
+WARMING = (LOADING, STARTING)
 _FORGET_AFTER = 600.0
 _WARMUP_POLL = 0.5
+_RECHECK_AFTER = 1.0
 
 
-@dataclass
+@dataclass(eq=False)
 class EndpointState:
-    """The last known facts about one upstream base URL."""
+    """The last known facts about one upstream base URL (compared by identity)."""
 
     url: str
     upstream_key: str | None
@@ -41,13 +45,19 @@ class EndpointState:
     last_used: float = 0.0
     error: str | None = None
     ever_healthy: bool = False
+    refused_since: float | None = None
+    probing: gevent.Greenlet | None = field(default=None, repr=False)
 
     def headers(self) -> dict[str, str]:
         """Headers for this endpoint: its own upstream key, never the client's."""
         return {"Authorization": f"Bearer {self.upstream_key}"} if self.upstream_key else {}
 
     def ready(self, now: float) -> bool:
+        """Healthy at the last probe and not cooling off after a failed request."""
         return self.status == HEALTHY and self.down_until <= now
+
+    def cooling_off(self, now: float) -> bool:
+        return self.status == HEALTHY and self.down_until > now
 
 
 @dataclass(frozen=True)
@@ -82,14 +92,15 @@ class Discovery:
     # --- registry -----------------------------------------------------------------------------
 
     def states(self, endpoints: Iterable[tuple[str, str | None, str]]) -> list[EndpointState]:
-        """States for (url, upstream key, label) triples, probing unseen ones now."""
+        """States for (url, upstream key, label) triples, probing unseen or stale ones now."""
         now = time.monotonic()
+        stale_after = 3 * max(self.interval, _RECHECK_AFTER)
         states, unseen = [], []
         for url, key, label in endpoints:
             state = self._states.get((url, key))
             if state is None:
                 state = self._states[(url, key)] = EndpointState(url, key, label)
-            if state.checked_at == 0.0 or now - state.checked_at > 3 * max(self.interval, 1.0):
+            if state.checked_at == 0.0 or now - state.checked_at > stale_after:
                 unseen.append(state)
             state.last_used = now
             states.append(state)
@@ -97,10 +108,27 @@ class Discovery:
             self.refresh(unseen)
         return states
 
-    def refresh(self, states: Sequence[EndpointState]) -> None:
-        """Probe the given endpoints concurrently and wait (bounded) for the answers."""
-        jobs = [gevent.spawn(self.probe, state) for state in states]
-        gevent.joinall(jobs, timeout=self.probe_timeout * 2 + 1)
+    def refresh(self, states: Sequence[EndpointState], max_age: float = 0.0) -> None:
+        """Probe the endpoints not checked within ``max_age`` seconds; wait (bounded).
+
+        A probe already running for an endpoint is joined rather than repeated, so many
+        requests meeting the same unseen endpoint cost one probe.
+        """
+        now = time.monotonic()
+        jobs = []
+        for state in states:
+            if state.probing is None and now - state.checked_at >= max_age:
+                state.probing = gevent.spawn(self._probe_once, state)
+            if state.probing is not None:
+                jobs.append(state.probing)
+        if jobs:
+            gevent.joinall(jobs, timeout=self.probe_timeout * 2 + 1)
+
+    def _probe_once(self, state: EndpointState) -> None:
+        try:
+            self.probe(state)
+        finally:
+            state.probing = None
 
     def probe(self, state: EndpointState) -> None:
         """Ask one endpoint for its health and its models; update its state."""
@@ -120,10 +148,22 @@ class Discovery:
                 state.status, state.error = LOADING, "model is loading"
             else:
                 state.status, state.error = DOWN, f"/health answered {status}"
+            state.refused_since = None
         except UpstreamFailure as exc:
-            state.status = DOWN if state.ever_healthy else STARTING
+            state.status = self._unreachable_status(state)
             state.error = str(exc)
         state.checked_at = time.monotonic()
+
+    def _unreachable_status(self, state: EndpointState) -> str:
+        """STARTING for a new endpoint that refuses connections (vLLM binds its port only once
+        the model is loaded) for up to the warm-up bound; DOWN after that, or once it has been
+        healthy, so a dead or mistyped URL does not make every request wait."""
+        now = time.monotonic()
+        if state.refused_since is None:
+            state.refused_since = now
+        if state.ever_healthy or now - state.refused_since >= self.warmup_timeout:
+            return DOWN
+        return STARTING
 
     def mark_down(self, state: EndpointState, reason: str) -> None:
         """Skip this endpoint for the cool-off period (a failed request, not a probe)."""
@@ -156,7 +196,7 @@ class Discovery:
     # --- routing ------------------------------------------------------------------------------
 
     def served_models(self, states: Sequence[EndpointState]) -> dict[str, dict[str, Any]]:
-        """Model id → card, over the ready endpoints (first endpoint's card wins)."""
+        """Model id → card over the ready endpoints, sorted by id (first endpoint's card wins)."""
         now = time.monotonic()
         models: dict[str, dict[str, Any]] = {}
         for state in states:
@@ -166,40 +206,46 @@ class Discovery:
         return dict(sorted(models.items()))
 
     def route(
+        self, states: Sequence[EndpointState], model: str | None, default_model: str | None = None
+    ) -> Target:
+        """Pick an endpoint for ``model`` (None = auto), waiting for warming ones if needed.
+
+        When nothing is usable, endpoints not checked for a second are probed once more (the
+        state may be stale); while some endpoint is loading or starting, the request waits up
+        to the warm-up bound. Then :class:`ModelNotServed` or :class:`NoEndpoint` is raised.
+        """
+        deadline = time.monotonic() + self.warmup_timeout
+        rechecked = False
+        while True:
+            target = self.pick(states, model, default_model)
+            if target is not None:
+                return target
+            warming = [s for s in states if s.status in WARMING]
+            if not warming and not rechecked:
+                rechecked = True
+                unready = [s for s in states if s.status != HEALTHY]
+                if unready:
+                    self.refresh(unready, max_age=_RECHECK_AFTER)
+                    continue
+            remaining = deadline - time.monotonic()
+            if not warming or remaining <= 0:
+                break
+            gevent.sleep(min(_WARMUP_POLL, remaining))
+            self.refresh(warming, max_age=_WARMUP_POLL)
+        raise self._unavailable(states, model)
+
+    def pick(
         self,
         states: Sequence[EndpointState],
         model: str | None,
         default_model: str | None = None,
         exclude: Sequence[EndpointState] = (),
-    ) -> Target:
-        """Pick an endpoint for ``model`` (None = auto), waiting for warming ones if needed."""
-        deadline = time.monotonic() + self.warmup_timeout
-        while True:
-            target = self._pick(states, model, default_model, exclude)
-            if target is not None:
-                return target
-            warming = [s for s in states if s not in exclude and s.status in (LOADING, STARTING)]
-            if not warming or time.monotonic() >= deadline:
-                break
-            gevent.sleep(min(_WARMUP_POLL, max(0.0, deadline - time.monotonic())))
-            self.refresh(warming)
-        served = self.served_models([s for s in states if s not in exclude])
-        if model and served:
-            raise ModelNotServed(model, list(served))
-        raise NoEndpoint(
-            "No running inference endpoint found.",
-            retry_after=int(max(self.interval, 1))
-            if any(s.status in (LOADING, STARTING) for s in states)
-            else None,
-        )
-
-    def _pick(
-        self,
-        states: Sequence[EndpointState],
-        model: str | None,
-        default_model: str | None,
-        exclude: Sequence[EndpointState],
     ) -> Target | None:
+        """A ready endpoint for ``model`` now, or None: fewest requests in flight, ties in turn.
+
+        Auto (``model`` None): the account's default model when a ready endpoint serves it,
+        otherwise the alphabetically first model id served.
+        """
         now = time.monotonic()
         ready = [s for s in states if s.ready(now) and s not in exclude]
         if not ready:
@@ -215,3 +261,16 @@ class Discovery:
         fewest = min(s.inflight for s in candidates)
         tied = [s for s in candidates if s.inflight == fewest]
         return Target(tied[next(self._round_robin) % len(tied)], model)
+
+    def _unavailable(self, states: Sequence[EndpointState], model: str | None) -> UpstreamFailure:
+        """404 for a model nobody serves or served; 503 otherwise, with a sensible Retry-After."""
+        now = time.monotonic()
+        served = self.served_models(states)
+        warming = any(s.status in WARMING for s in states)
+        known = any(model in s.models for s in states)
+        if model and served and not known and not warming:
+            return ModelNotServed(model, list(served))
+        if not states:
+            return NoEndpoint("no endpoint configured")
+        waits = [self.interval] + [s.down_until - now for s in states if s.cooling_off(now)]
+        return NoEndpoint("no ready endpoint", retry_after=max(1, math.ceil(min(waits))))

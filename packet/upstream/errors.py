@@ -10,7 +10,8 @@ class UpstreamFailure(Exception):
 
 
 class ConnectFailed(UpstreamFailure):
-    """No connection could be made (refused, reset, DNS): nothing reached vLLM."""
+    """No connection (refused, DNS, connect timeout) or it dropped before any answer: no byte
+    came back, so the request may go to another replica."""
 
 
 class TimedOut(UpstreamFailure):
