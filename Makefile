@@ -4,7 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-litellm clean
+COMPAT_VENV := .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+JS := tests/compat/js
+JS_STAMP := $(JS)/node_modules/.installed
+
+.PHONY: run test lint format bench bench-litellm clean compat compat-env
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +33,25 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The clients live apart from the app: LlamaIndex needs marshmallow<4, the gateway marshmallow 4.
+$(COMPAT_STAMP): requirements-compat.txt
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet -r requirements-compat.txt
+	touch $(COMPAT_STAMP)
+
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
+
+## compat-env: install the third-party clients (LangChain, LlamaIndex, openai-node) for tests/compat
+compat-env: $(COMPAT_STAMP) $(JS_STAMP)
+
+## compat: the API page's LangChain, LlamaIndex and JavaScript examples against the live gateway
+compat: $(STAMP) compat-env
+	$(BIN)/python -m pytest tests/compat $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(JS)/node_modules instance .pytest_cache .ruff_cache
