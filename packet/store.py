@@ -6,7 +6,8 @@ concurrent workers and instances never lose an update.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -88,14 +89,33 @@ def account_endpoints(account_id: int) -> tuple[EndpointRow, ...]:
     return tuple(EndpointRow(*row) for row in rows)
 
 
+@contextmanager
+def _atomic() -> Iterator[None]:
+    """Commit the block, or make sure none of it can ever be committed.
+
+    A failed COMMIT can leave the DBAPI connection inside its transaction while SQLAlchemy
+    believes it has ended; the pool would then hand the connection out again with the writes
+    still pending, for the next user to commit — a balance change applied twice. Invalidating
+    the connection closes it, which aborts that transaction in the database.
+    """
+    connection = db.session.connection()
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        connection.invalidate()
+        db.session.rollback()
+        raise
+
+
 def reserve_balance(account_id: int, amount_micros: int) -> bool:
     """Atomically take ``amount`` from a positive balance; False when the balance is spent."""
-    result = db.session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.balance_micros > 0)
-        .values(balance_micros=Account.balance_micros - amount_micros)
-    )
-    db.session.commit()
+    with _atomic():
+        result = db.session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.balance_micros > 0)
+            .values(balance_micros=Account.balance_micros - amount_micros)
+        )
     return result.rowcount == 1
 
 
@@ -108,22 +128,22 @@ def write_usage(
     net: dict[int, int] = {}
     for s in settlements:
         net[s.account_id] = net.get(s.account_id, 0) + s.reserved_micros - s.cost_micros
-    if records:
-        db.session.execute(UsageRecord.__table__.insert(), list(records))
-    for account_id, delta in sorted(net.items()):
-        if delta:
+    with _atomic():
+        if records:
+            db.session.execute(UsageRecord.__table__.insert(), list(records))
+        for account_id, delta in sorted(net.items()):
+            if delta:
+                db.session.execute(
+                    update(Account)
+                    .where(Account.id == account_id)
+                    .values(balance_micros=Account.balance_micros + delta)
+                )
+        for key_id, used_at in sorted(touched_keys.items()):
             db.session.execute(
-                update(Account)
-                .where(Account.id == account_id)
-                .values(balance_micros=Account.balance_micros + delta)
+                update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .values(last_used_at=datetime.fromtimestamp(used_at, UTC))
             )
-    for key_id, used_at in sorted(touched_keys.items()):
-        db.session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id)
-            .values(last_used_at=datetime.fromtimestamp(used_at, UTC))
-        )
-    db.session.commit()
 
 
 def ping() -> None:
@@ -175,12 +195,12 @@ def list_accounts(offset: int = 0, limit: int | None = None) -> list[Account]:
 def credit_account(name: str, amount_micros: int) -> Account:
     """Add (or, when negative, remove) balance atomically."""
     account = get_account(name)
-    db.session.execute(
-        update(Account)
-        .where(Account.id == account.id)
-        .values(balance_micros=Account.balance_micros + amount_micros)
-    )
-    db.session.commit()
+    with _atomic():
+        db.session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(balance_micros=Account.balance_micros + amount_micros)
+        )
     db.session.refresh(account)
     return account
 
