@@ -338,3 +338,73 @@ def test_stream_killed_at_graceful_timeout_is_still_metered(launcher, sqlite_dat
     assert row.status == 502
     spent = row.cost_micros
     assert sqlite_database.run(store.get_account, name).balance_micros == 5_000_000 - spent
+
+
+# --- admin changes reach every worker -----------------------------------------------------------
+
+
+def test_admin_changes_reach_every_worker_within_the_cache_ttl(launcher, sqlite_database):
+    """Two workers, each with its own auth cache (TTL 1 s): the admin API's changes apply to
+    every request within the TTL, whichever worker serves it."""
+    ttl, token = 1.0, f"adm-{uuid.uuid4().hex}"
+    sim = launcher.sim()
+    gateway = launcher.gateway(
+        sqlite_database,
+        upstreams=[sim.url],
+        workers=2,
+        PACKET_AUTH_CACHE_TTL=str(ttl),
+        PACKET_ADMIN_TOKEN=token,
+        PACKET_TIERS='{"bulk": {"rpm": 1000000, "tpm": 10000000}, "wide": {"rpm": 999999, "tpm": 10000000}}',
+        **PRICES,
+    )
+    admin = f"{gateway.url}/admin/v1/accounts"
+    headers = {"Authorization": f"Bearer {token}"}
+    name = f"prop-{uuid.uuid4().hex[:8]}"
+    created = requests.post(
+        admin, json={"name": name, "tier": "bulk", "balance": 1}, headers=headers, timeout=5
+    )
+    assert created.status_code == 201
+    key = requests.post(f"{admin}/{name}/keys", headers=headers, timeout=5).json()["key"]
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+
+    def ask() -> requests.Response:
+        return requests.post(
+            f"{gateway.url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+            timeout=10,
+        )
+
+    def settles(check) -> float:
+        """Seconds until 12 requests in a row (spread over both workers) pass ``check``."""
+        start, streak = time.monotonic(), 0
+        while streak < 12:
+            last = ask()
+            assert time.monotonic() - start < ttl + 5, (last.status_code, last.text)
+            streak = streak + 1 if check(last) else 0
+        return time.monotonic() - start
+
+    assert all(ask().status_code == 200 for _ in range(12))  # both workers have it cached
+
+    changes = [
+        ("patch", "", {"tier": "wide"}, lambda r: r.headers.get("X-RateLimit-Limit") == "999999"),
+        ("post", "/credit", {"amount": -5}, lambda r: r.status_code == 403),
+        ("post", "/credit", {"amount": 10}, lambda r: r.status_code == 200),
+    ]
+    waits = []
+    for method, path, payload, check in changes:
+        changed = getattr(requests, method)(
+            f"{admin}/{name}{path}", json=payload, headers=headers, timeout=5
+        )
+        assert changed.status_code == 200
+        waits.append(settles(check))
+    key_id = requests.get(f"{admin}/{name}/keys", headers=headers, timeout=5).json()["data"][0][
+        "id"
+    ]
+    assert (
+        requests.delete(f"{admin}/{name}/keys/{key_id}", headers=headers, timeout=5).status_code
+        == 200
+    )
+    waits.append(settles(lambda r: r.status_code == 401))
+    # Bound: the cache TTL (plus the time the 12 confirming requests take).
+    assert max(waits) < ttl + 2, waits
