@@ -30,10 +30,28 @@ else:
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
+# Streams still open this many seconds before graceful_timeout ends are stopped (and metered).
+STREAM_STOP_MARGIN = 2.0
+
+
+def _runtime(worker):
+    app = getattr(worker, "wsgi", None)
+    return getattr(app, "extensions", {}).get("packet") if app is not None else None
+
+
+def post_worker_init(worker):
+    """Watch for the graceful stop so streams end, metered, before the master's SIGKILL."""
+    runtime = _runtime(worker)
+    if runtime is not None:
+        grace = worker.cfg.graceful_timeout
+        runtime.watch_shutdown(
+            lambda: worker.alive, grace, margin=min(STREAM_STOP_MARGIN, grace / 2)
+        )
+
+
 def worker_exit(server, worker):
     """Flush buffered usage before the worker goes away."""
-    app = getattr(worker, "wsgi", None)
-    runtime = getattr(app, "extensions", {}).get("packet") if app is not None else None
+    runtime = _runtime(worker)
     if runtime is not None:
         runtime.close()
 

@@ -25,7 +25,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     configure(app, settings)
     register_extensions(app, settings)
     register_errorhandlers(app)
-    register_blueprints(app)
+    register_blueprints(app, settings)
     register_commands(app)
     return app
 
@@ -127,12 +127,16 @@ def register_errorhandlers(app: Flask) -> None:
     register_error_handlers(app)
 
 
-def register_blueprints(app: Flask) -> None:
+def register_blueprints(app: Flask, settings: Settings) -> None:
     from .api import bp as v1
     from .api.health import bp as health
 
     app.register_blueprint(v1)
     app.register_blueprint(health)
+    if settings.admin_token:
+        from .admin import bp as admin
+
+        app.register_blueprint(admin)
 
 
 def register_commands(app: Flask) -> None:

@@ -8,7 +8,7 @@ line of stdout so scripts can capture it.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
@@ -16,19 +16,12 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import store
 from .config import ConfigError, dollars_to_micros
+from .reports import account_usage, account_view, dollars, parse_time
 from .upstream.client import validate_base_url
 
 accounts = AppGroup("accounts", help="Create, credit and list accounts.")
 keys_cli = AppGroup("keys", help="Create, revoke and list API keys.")
 endpoints = AppGroup("endpoints", help="Add, list and remove inference endpoints.")
-
-
-def dollars(micros: int) -> str:
-    """Micro-dollars as a dollar string: 25000000 → '25.00', 1234 → '0.001234'."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    text = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{sign}{whole}.{text}"
 
 
 def _fail(message: str) -> None:
@@ -88,7 +81,32 @@ def accounts_set_tier(name: str, tier: str) -> None:
         account = store.update_account(name, tier=_tier(tier))
     except store.StoreError as exc:
         _fail(str(exc))
+    current_app.extensions["packet"].keys.invalidate()
     click.echo(f"{account.name}: tier {account.tier}")
+
+
+@accounts.command("set-default-model")
+@click.argument("name")
+@click.argument("model", required=False)
+def accounts_set_default_model(name: str, model: str | None) -> None:
+    """Use MODEL for NAME's "auto" requests (no MODEL: clear it)."""
+    try:
+        account = store.update_account(name, default_model=model, clear_default_model=not model)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    current_app.extensions["packet"].keys.invalidate()
+    click.echo(f"{account.name}: default model {account.default_model or '-'}")
+
+
+@accounts.command("show")
+@click.argument("name")
+def accounts_show(name: str) -> None:
+    """NAME's tier, balance and default model, as JSON (the admin API's account object)."""
+    try:
+        account = store.get_account(name)
+    except store.StoreError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(account_view(account), indent=2))
 
 
 @accounts.command("list")
@@ -189,25 +207,22 @@ def endpoints_remove(name: str, endpoint_id: int) -> None:
 @click.command("usage")
 @with_appcontext
 @click.argument("name")
-@click.option("--since", default=None, help="ISO date or time, e.g. 2026-11-01.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def usage(name: str, since: str | None, as_json: bool) -> None:
-    """NAME's usage: totals, and per model and key."""
-    since_at = None
-    if since:
-        try:
-            since_at = datetime.fromisoformat(since)
-        except ValueError:
-            raise click.BadParameter(
-                "use an ISO date such as 2026-11-01", param_hint="--since"
-            ) from None
-        if since_at.tzinfo is None:
-            since_at = since_at.replace(tzinfo=UTC)
+@click.option("--since", default=None, help="ISO date or time, e.g. 2026-11-01 (UTC if no zone).")
+@click.option("--until", default=None, help="ISO date or time, exclusive.")
+@click.option("--model", default=None, help="Only this model.")
+@click.option("--json", "as_json", is_flag=True, help="The admin API's usage report, as JSON.")
+def usage(
+    name: str, since: str | None, until: str | None, model: str | None, as_json: bool
+) -> None:
+    """NAME's usage: totals, and per model and per key."""
     try:
-        rows = store.usage_rows(name, since=since_at)
+        window = {"since": parse_time(since), "until": parse_time(until)}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        report = account_usage(name, model=model, **window)
     except store.StoreError as exc:
         _fail(str(exc))
-    report = usage_report(rows)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -216,40 +231,16 @@ def usage(name: str, since: str | None, as_json: bool) -> None:
         f"{name}: {t['requests']} requests, {t['prompt_tokens']} prompt + "
         f"{t['completion_tokens']} completion tokens, ${t['cost']}"
     )
-    for row in report["breakdown"]:
+    for row in report["by_model"]:
         click.echo(
-            f"  model={row['model']}\tkey_id={row['key_id']}\trequests={row['requests']}"
+            f"  model={row['model']}\trequests={row['requests']}"
             f"\ttokens={row['total_tokens']}\tcost=${row['cost']}"
         )
-
-
-def usage_report(rows: list[tuple]) -> dict:
-    """Totals and per model/key breakdown from :func:`store.usage_rows`."""
-    breakdown = [
-        {
-            "model": m,
-            "key_id": k,
-            "requests": n,
-            "prompt_tokens": p,
-            "completion_tokens": c,
-            "total_tokens": t,
-            "cost_micros": cost,
-            "cost": dollars(cost),
-        }
-        for m, k, n, p, c, t, cost in rows
-    ]
-    total = {
-        name: sum(r[name] for r in breakdown)
-        for name in (
-            "requests",
-            "prompt_tokens",
-            "completion_tokens",
-            "total_tokens",
-            "cost_micros",
+    for row in report["by_key"]:
+        click.echo(
+            f"  key={row['key_prefix'] or '-'}…\tid={row['key_id']}\trequests={row['requests']}"
+            f"\ttokens={row['total_tokens']}\tcost=${row['cost']}"
         )
-    }
-    total["cost"] = dollars(total["cost_micros"])
-    return {"total": total, "breakdown": breakdown}
 
 
 @click.command("demo")

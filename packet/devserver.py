@@ -15,6 +15,8 @@ import argparse
 import itertools
 import logging
 import os
+import select
+import socket
 import sys
 import time
 import uuid
@@ -268,7 +270,18 @@ class Simulator:
         )
         write(b"")  # headers now, like vLLM (Starlette): the silence of prefill comes after them
         return self._stream(
-            record, rid, created, model, chat, wanted, prompt, options, delay, prefill, fail_after
+            record,
+            rid,
+            created,
+            model,
+            chat,
+            wanted,
+            prompt,
+            options,
+            delay,
+            prefill,
+            fail_after,
+            environ.get("sim.socket"),
         )
 
     def _stream(
@@ -284,6 +297,7 @@ class Simulator:
         delay: float,
         prefill: float,
         fail_after: int | None,
+        client: Any = None,
     ) -> Iterator[bytes]:
         include = bool(options.get("include_usage"))
         continuous = include and bool(options.get("continuous_usage_stats"))
@@ -329,6 +343,11 @@ class Simulator:
             for sent, word in enumerate(words, 1):
                 if delay:
                     time.sleep(delay)
+                if _peer_closed(client):
+                    # Like vLLM aborting on disconnect: nothing more is generated or counted,
+                    # so ``completion_tokens`` is what was sent before the client went away.
+                    record["disconnected"], record["disconnected_at"] = True, time.time()
+                    return
                 if fail_after is not None and sent > fail_after:
                     raise ConnectionAbortedError("simulated engine failure")
                 record["completion_tokens"] = sent
@@ -371,6 +390,17 @@ _REASONS = {
 }
 
 
+def _peer_closed(sock: Any) -> bool:
+    """True when the client has closed its end (EOF or a reset is waiting on the socket)."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def _words(count: int) -> list[str]:
     return [WORDS[i % len(WORDS)] for i in range(count)]
 
@@ -409,9 +439,17 @@ def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
 
 def serve(host: str, port: int, app: Simulator) -> None:
     """Serve forever with gevent's WSGI server."""
-    from gevent.pywsgi import WSGIServer
+    from gevent.pywsgi import WSGIHandler, WSGIServer
 
-    server = WSGIServer((host, port), app, log=None, error_log=None)
+    class Handler(WSGIHandler):
+        """Exposes the client socket, so a stream can notice the client has gone."""
+
+        def get_environ(self) -> dict[str, Any]:
+            environ = super().get_environ()
+            environ["sim.socket"] = self.socket
+            return environ
+
+    server = WSGIServer((host, port), app, log=None, error_log=None, handler_class=Handler)
     print(
         f"SIMULATED vLLM server (not a real model) on http://{host}:{port} serving "
         f"{', '.join(app.models)}",

@@ -85,6 +85,10 @@ class MethodNotAllowed(APIError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
 
 
+class Conflict(APIError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
 class PayloadTooLarge(APIError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
 

@@ -46,6 +46,7 @@ class Meter:
         self.touched_keys = touched_keys
         self._records: list[dict[str, Any]] = []
         self._settlements: list[store.Settlement] = []
+        self._touched: dict[int, float] = {}
         self._lock = threading.Lock()
         self._loop: gevent.Greenlet | None = None
         self.synchronous = settings.usage_flush_interval <= 0
@@ -60,11 +61,6 @@ class Meter:
         if amount and not store.reserve_balance(principal.account_id, amount):
             raise InsufficientQuota()
         return amount
-
-    def release(self, principal: Principal, reserved: int) -> None:
-        """Give a reservation back when the request never reached the upstream."""
-        if reserved:
-            self._enqueue(None, store.Settlement(principal.account_id, reserved, 0))
 
     def record(self, usage: dict[str, Any], reserved: int) -> None:
         """Queue one finished request: its usage row and its settlement."""
@@ -88,31 +84,40 @@ class Meter:
         )
         self._enqueue(usage, settlement)
 
-    def _enqueue(self, usage: dict[str, Any] | None, settlement: store.Settlement) -> None:
+    def _enqueue(self, usage: dict[str, Any], settlement: store.Settlement) -> None:
         with self._lock:
-            if usage is not None:
-                self._records.append(usage)
+            self._records.append(usage)
             self._settlements.append(settlement)
             full = len(self._settlements) >= self.settings.usage_batch_size
         if self.synchronous or full:
             self.flush()
 
     def flush(self) -> int:
-        """Write everything queued; on failure keep it queued for the next try. Returns rows."""
+        """Write everything queued in one transaction. Returns the rows written.
+
+        On failure (database down) the transaction is rolled back as a whole and the batch
+        goes back to the head of the queue: the next flush retries it, so nothing is lost and,
+        since nothing of a failed batch was committed, nothing is applied twice.
+        """
         with self._lock:
             records, self._records = self._records, []
             settlements, self._settlements = self._settlements, []
-        touched = self.touched_keys()
+            touched, self._touched = self._touched | self.touched_keys(), {}
         if not records and not settlements and not touched:
             return 0
         try:
             with self.app.app_context():
                 store.write_usage(records, settlements, touched)
-        except Exception:
-            log.exception("usage flush failed; %d rows kept for the next try", len(records))
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, retry later
+            log.warning(
+                "usage flush failed (%s); %d rows kept for the next try",
+                type(exc).__name__,
+                len(records),
+            )
             with self._lock:
                 self._records[:0] = records
                 self._settlements[:0] = settlements
+                self._touched = touched | self._touched
             return 0
         return len(records)
 
@@ -140,3 +145,7 @@ class Meter:
             self.flush()
             if self.pending():
                 time.sleep(0.2)
+        if self.pending():
+            log.error(
+                "shutdown: %d usage rows could not be written (database down)", self.pending()
+            )

@@ -17,7 +17,7 @@ from marshmallow import Schema
 
 from . import observability
 from .auth import Principal
-from .errors import InvalidRequest, UpstreamClientError, UpstreamError
+from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError, from_upstream
 from .limits import TokenReservation, tier_figures
 from .metering import cost_micros
 from .runtime import Runtime, runtime
@@ -80,6 +80,8 @@ class Call:
     reserved_micros: int
     tokens: TokenReservation | None
     prompt_estimate: int
+    holds_endpoint: bool = False
+    done: bool = False
 
     def finish(
         self,
@@ -91,7 +93,11 @@ class Call:
         disconnected: bool = False,
     ) -> None:
         """Release the endpoint, settle tokens and money, queue the usage row. Once."""
-        self.target.state.inflight -= 1
+        if self.done:
+            return
+        self.done = True
+        if self.holds_endpoint:
+            self.target.state.inflight -= 1
         self.rt.tokens.settle(self.tokens, prompt + completion)
         latency = time.perf_counter() - self.started
         usage = {
@@ -133,7 +139,9 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
     )
     g.token_reservation = tokens
     try:
-        reserved = rt.meter.reserve(principal, target.model, prompt_estimate, max_tokens)
+        reserved = rt.meter.reserve(
+            principal, target.model, prompt_estimate, _completion_cap(rt, body, target)
+        )
     except Exception:
         rt.tokens.settle(tokens, 0)
         raise
@@ -146,13 +154,6 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
         "Accept-Encoding": "identity",
         "X-Request-ID": g.request_id,
     }
-    try:
-        target, response = _send(rt, states, target, principal, body, headers, upstream_path)
-    except Exception:
-        rt.tokens.settle(tokens, 0)
-        rt.meter.release(principal, reserved)
-        raise
-
     call = Call(
         rt,
         principal,
@@ -166,6 +167,12 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
         prompt_estimate,
     )
     g.metered = True
+    try:
+        call.target, response = _send(rt, states, target, principal, body, headers, upstream_path)
+    except Exception as exc:
+        call.finish(_failure_status(exc), 0, 0)
+        raise
+    call.holds_endpoint = True
     if response.status_code >= 400:
         return _upstream_error(call, response)
     if stream:
@@ -181,6 +188,29 @@ def _max_tokens(rt: Runtime, body: dict[str, Any], target: Target) -> int:
     limit = card.get("max_model_len")
     default = rt.settings.default_max_tokens
     return min(default, limit) if isinstance(limit, int) and limit > 0 else default
+
+
+def _completion_cap(rt: Runtime, body: dict[str, Any], target: Target) -> int:
+    """The most completion tokens the request can be billed for (all choices).
+
+    Without ``max_tokens`` vLLM generates up to the context length, so the model's
+    ``max_model_len`` bounds it; ``PACKET_DEFAULT_MAX_TOKENS`` is used only when the upstream
+    does not say.
+    """
+    choices = max(int(body.get("n") or 1), int(body.get("best_of") or 1))
+    explicit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if explicit:
+        return int(explicit) * choices
+    limit = (target.state.models.get(target.model) or {}).get("max_model_len")
+    per_choice = limit if isinstance(limit, int) and limit > 0 else rt.settings.default_max_tokens
+    return per_choice * choices
+
+
+def _failure_status(exc: Exception) -> int:
+    """The status a request that never got an upstream answer is recorded with."""
+    if isinstance(exc, UpstreamFailure):
+        return from_upstream(exc).status
+    return exc.status if isinstance(exc, APIError) else 500
 
 
 def _send(
@@ -260,8 +290,14 @@ def _complete(call: Call, response: Any) -> Response:
 def _stream(call: Call, response: Any, client_options: dict[str, Any]) -> Response:
     """Streaming: relay SSE events as they arrive; meter when the stream ends."""
 
+    call.rt.track_stream()
+
     def finished(result: StreamResult) -> None:
-        prompt = result.prompt_tokens if result.prompt_tokens is not None else call.prompt_estimate
+        call.rt.untrack_stream()
+        # No usage from the upstream: estimate the prompt, unless nothing was generated at all.
+        prompt = result.prompt_tokens
+        if prompt is None:
+            prompt = call.prompt_estimate if result.first_event_at is not None else 0
         completion = (
             result.completion_tokens
             if result.completion_tokens is not None

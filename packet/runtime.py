@@ -7,8 +7,11 @@ factory itself has no side effects and CLI commands never start them.
 from __future__ import annotations
 
 import atexit
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import gevent
 from flask import current_app
 
 from .auth import KeyCache
@@ -28,6 +31,7 @@ class Runtime:
     tokens: TokenBudget
     meter: Meter
     started: bool = field(default=False)
+    streams: weakref.WeakSet = field(default_factory=weakref.WeakSet)
 
     def start(self) -> None:
         """Start background work once per process (idempotent, cheap to call)."""
@@ -36,6 +40,40 @@ class Runtime:
             self.discovery.start()
             self.meter.start()
             atexit.register(self.close)
+
+    def track_stream(self) -> None:
+        """Note the current greenlet as serving a stream (see :meth:`end_streams`)."""
+        current = gevent.getcurrent()
+        if isinstance(current, gevent.Greenlet):
+            self.streams.add(current)
+
+    def untrack_stream(self) -> None:
+        self.streams.discard(gevent.getcurrent())
+
+    def end_streams(self, timeout: float = 2.0) -> None:
+        """Stop every open stream; each one's relay meters what it sent before it ends."""
+        running = list(self.streams)
+        for greenlet in running:
+            greenlet.kill(block=False)
+        gevent.joinall(running, timeout=timeout)
+
+    def watch_shutdown(self, alive: Callable[[], bool], grace: float, margin: float) -> None:
+        """Once ``alive()`` turns false, end open streams ``margin`` s before ``grace`` runs out.
+
+        gunicorn's master SIGKILLs a worker ``graceful_timeout`` after SIGTERM: a stream still
+        running then would lose its usage and everything still buffered. Ending streams a little
+        earlier lets them be metered and flushed, and lets the worker exit cleanly.
+        """
+
+        def watch() -> None:
+            while alive():
+                gevent.sleep(0.2)
+            gevent.sleep(max(0.0, grace - margin))
+            if self.streams:
+                self.end_streams()
+            self.meter.flush()
+
+        gevent.spawn(watch)
 
     def close(self) -> None:
         """Flush usage and stop background work (gunicorn's worker_exit and atexit)."""

@@ -6,12 +6,15 @@ concurrent workers and instances never lose an update.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from . import keys
 from .extensions import db
@@ -35,6 +38,14 @@ class KeyRow(NamedTuple):
 
 class StoreError(ValueError):
     """A request to the store that cannot be carried out (unknown name, duplicate, …)."""
+
+
+class NotFoundError(StoreError):
+    """The named account, key or endpoint does not exist (the admin API answers 404)."""
+
+
+class ConflictError(StoreError):
+    """The change would duplicate something unique (the admin API answers 409)."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +89,33 @@ def account_endpoints(account_id: int) -> tuple[EndpointRow, ...]:
     return tuple(EndpointRow(*row) for row in rows)
 
 
+@contextmanager
+def _atomic() -> Iterator[None]:
+    """Commit the block, or make sure none of it can ever be committed.
+
+    A failed COMMIT can leave the DBAPI connection inside its transaction while SQLAlchemy
+    believes it has ended; the pool would then hand the connection out again with the writes
+    still pending, for the next user to commit — a balance change applied twice. Invalidating
+    the connection closes it, which aborts that transaction in the database.
+    """
+    connection = db.session.connection()
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        connection.invalidate()
+        db.session.rollback()
+        raise
+
+
 def reserve_balance(account_id: int, amount_micros: int) -> bool:
     """Atomically take ``amount`` from a positive balance; False when the balance is spent."""
-    result = db.session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.balance_micros > 0)
-        .values(balance_micros=Account.balance_micros - amount_micros)
-    )
-    db.session.commit()
+    with _atomic():
+        result = db.session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.balance_micros > 0)
+            .values(balance_micros=Account.balance_micros - amount_micros)
+        )
     return result.rowcount == 1
 
 
@@ -98,22 +128,22 @@ def write_usage(
     net: dict[int, int] = {}
     for s in settlements:
         net[s.account_id] = net.get(s.account_id, 0) + s.reserved_micros - s.cost_micros
-    if records:
-        db.session.execute(UsageRecord.__table__.insert(), list(records))
-    for account_id, delta in sorted(net.items()):
-        if delta:
+    with _atomic():
+        if records:
+            db.session.execute(UsageRecord.__table__.insert(), list(records))
+        for account_id, delta in sorted(net.items()):
+            if delta:
+                db.session.execute(
+                    update(Account)
+                    .where(Account.id == account_id)
+                    .values(balance_micros=Account.balance_micros + delta)
+                )
+        for key_id, used_at in sorted(touched_keys.items()):
             db.session.execute(
-                update(Account)
-                .where(Account.id == account_id)
-                .values(balance_micros=Account.balance_micros + delta)
+                update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .values(last_used_at=datetime.fromtimestamp(used_at, UTC))
             )
-    for key_id, used_at in sorted(touched_keys.items()):
-        db.session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id)
-            .values(last_used_at=datetime.fromtimestamp(used_at, UTC))
-        )
-    db.session.commit()
 
 
 def ping() -> None:
@@ -128,39 +158,49 @@ def ping() -> None:
 def get_account(name: str) -> Account:
     account = db.session.execute(select(Account).where(Account.name == name)).scalar_one_or_none()
     if account is None:
-        raise StoreError(f"no account named {name!r}")
+        raise NotFoundError(f"no account named {name!r}")
     return account
 
 
 def create_account(
     name: str, tier: str, balance_micros: int, default_model: str | None = None
 ) -> Account:
+    duplicate = ConflictError(f"an account named {name!r} already exists")
     if db.session.execute(select(Account.id).where(Account.name == name)).first():
-        raise StoreError(f"an account named {name!r} already exists")
+        raise duplicate
     account = Account(
         name=name, tier=tier, balance_micros=balance_micros, default_model=default_model
     )
     db.session.add(account)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # a concurrent create won the race
+        db.session.rollback()
+        raise duplicate from None
     return account
 
 
-def list_accounts(offset: int = 0, limit: int | None = None) -> list[Account]:
-    query = select(Account).order_by(Account.id).offset(offset)
+def _page(query: Any, offset: int, limit: int | None) -> list[Any]:
+    query = query.offset(offset)
     if limit is not None:
         query = query.limit(limit)
     return list(db.session.execute(query).scalars())
 
 
+def list_accounts(offset: int = 0, limit: int | None = None) -> list[Account]:
+    """Accounts, oldest first; ``offset``/``limit`` page through them."""
+    return _page(select(Account).order_by(Account.id), offset, limit)
+
+
 def credit_account(name: str, amount_micros: int) -> Account:
     """Add (or, when negative, remove) balance atomically."""
     account = get_account(name)
-    db.session.execute(
-        update(Account)
-        .where(Account.id == account.id)
-        .values(balance_micros=Account.balance_micros + amount_micros)
-    )
-    db.session.commit()
+    with _atomic():
+        db.session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(balance_micros=Account.balance_micros + amount_micros)
+        )
     db.session.refresh(account)
     return account
 
@@ -211,7 +251,7 @@ def revoke_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
             else []
         )
     if not matches:
-        raise StoreError("no live key matches that key or prefix")
+        raise NotFoundError("no live key matches that key or prefix")
     if len(matches) > 1:
         raise StoreError("that prefix matches several keys; give the full key")
     matches[0].revoked_at = utcnow()
@@ -219,19 +259,29 @@ def revoke_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
     return matches[0]
 
 
-def get_key(key_id: int) -> ApiKey:
+def get_key(key_id: int, account_name: str | None = None) -> ApiKey:
+    """A key by id; with ``account_name``, only if it belongs to that account."""
+    account_id = get_account(account_name).id if account_name is not None else None
     key = db.session.get(ApiKey, key_id)
-    if key is None:
-        raise StoreError(f"no key with id {key_id}")
+    if key is None or (account_id is not None and key.account_id != account_id):
+        raise NotFoundError(f"no key with id {key_id}")
     return key
 
 
-def list_keys(account_name: str) -> list[ApiKey]:
+def revoke_key_id(account_name: str, key_id: int) -> ApiKey:
+    """Revoke one of the account's keys by id (revoking twice keeps the first time)."""
+    key = get_key(key_id, account_name)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        db.session.commit()
+    return key
+
+
+def list_keys(account_name: str, offset: int = 0, limit: int | None = None) -> list[ApiKey]:
+    """The account's keys, revoked ones included, oldest first."""
     account = get_account(account_name)
-    return list(
-        db.session.execute(
-            select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id)
-        ).scalars()
+    return _page(
+        select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id), offset, limit
     )
 
 
@@ -243,12 +293,13 @@ def add_endpoint(account_name: str, base_url: str, upstream_key: str | None = No
     return endpoint
 
 
-def list_endpoints(account_name: str) -> list[Endpoint]:
+def list_endpoints(account_name: str, offset: int = 0, limit: int | None = None) -> list[Endpoint]:
+    """The account's endpoints, oldest first."""
     account = get_account(account_name)
-    return list(
-        db.session.execute(
-            select(Endpoint).where(Endpoint.account_id == account.id).order_by(Endpoint.id)
-        ).scalars()
+    return _page(
+        select(Endpoint).where(Endpoint.account_id == account.id).order_by(Endpoint.id),
+        offset,
+        limit,
     )
 
 
@@ -256,9 +307,22 @@ def remove_endpoint(account_name: str, endpoint_id: int) -> None:
     account = get_account(account_name)
     endpoint = db.session.get(Endpoint, endpoint_id)
     if endpoint is None or endpoint.account_id != account.id:
-        raise StoreError(f"account {account_name!r} has no endpoint {endpoint_id}")
+        raise NotFoundError(f"account {account_name!r} has no endpoint {endpoint_id}")
     db.session.delete(endpoint)
     db.session.commit()
+
+
+class UsageRow(NamedTuple):
+    """Usage of one (model, key) pair over a time range."""
+
+    model: str | None
+    key_id: int | None
+    key_prefix: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_micros: int
 
 
 def usage_rows(
@@ -267,18 +331,23 @@ def usage_rows(
     until: datetime | None = None,
     model: str | None = None,
     key_id: int | None = None,
-) -> list[tuple]:
-    """Per model and key: requests, prompt, completion and total tokens, cost."""
+) -> list[UsageRow]:
+    """Per model and key: requests, tokens and cost in ``[since, until)`` (index-backed)."""
     account = get_account(account_name)
-    query = select(
-        UsageRecord.model,
-        UsageRecord.key_id,
-        func.count(),
-        func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
-        func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
-        func.coalesce(func.sum(UsageRecord.total_tokens), 0),
-        func.coalesce(func.sum(UsageRecord.cost_micros), 0),
-    ).where(UsageRecord.account_id == account.id)
+    query = (
+        select(
+            UsageRecord.model,
+            UsageRecord.key_id,
+            ApiKey.prefix,
+            func.count(),
+            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.total_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+        )
+        .outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
+        .where(UsageRecord.account_id == account.id)
+    )
     if since is not None:
         query = query.where(UsageRecord.created_at >= since)
     if until is not None:
@@ -287,17 +356,29 @@ def usage_rows(
         query = query.where(UsageRecord.model == model)
     if key_id is not None:
         query = query.where(UsageRecord.key_id == key_id)
-    query = query.group_by(UsageRecord.model, UsageRecord.key_id).order_by(
+    query = query.group_by(UsageRecord.model, UsageRecord.key_id, ApiKey.prefix).order_by(
         UsageRecord.model, UsageRecord.key_id
     )
-    return [tuple(row) for row in db.session.execute(query).all()]
+    return [
+        UsageRow(*(int(v) if isinstance(v, Decimal) else v for v in row))
+        for row in db.session.execute(query).all()
+    ]
 
 
-def usage_records(account_name: str) -> list[UsageRecord]:
-    """Every usage row of an account, oldest first (tests and exports)."""
+def usage_records(
+    account_name: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_id: int = 0,
+    limit: int | None = None,
+) -> list[UsageRecord]:
+    """An account's usage rows, oldest first; ``after_id`` is the cursor for the next page."""
     account = get_account(account_name)
-    return list(
-        db.session.execute(
-            select(UsageRecord).where(UsageRecord.account_id == account.id).order_by(UsageRecord.id)
-        ).scalars()
+    query = select(UsageRecord).where(
+        UsageRecord.account_id == account.id, UsageRecord.id > after_id
     )
+    if since is not None:
+        query = query.where(UsageRecord.created_at >= since)
+    if until is not None:
+        query = query.where(UsageRecord.created_at < until)
+    return _page(query.order_by(UsageRecord.id), 0, limit)

@@ -136,8 +136,7 @@ class Gateway(Process):
             PORT=str(self.port),
             HOST="127.0.0.1",
             WEB_CONCURRENCY=str(workers),
-            PACKET_USAGE_FLUSH_INTERVAL="0.1",
-            **env,
+            **({"PACKET_USAGE_FLUSH_INTERVAL": "0.1"} | env),
         )
         super().__init__(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],

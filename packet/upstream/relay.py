@@ -156,15 +156,25 @@ def relay_sse(
     except GeneratorExit:
         result.disconnected = True
         raise
+    except gevent.GreenletExit:
+        # The worker is being stopped (gunicorn's graceful timeout ran out): still metered.
+        result.error = "The gateway stopped before the stream finished."
+        raise
     except Exception as exc:  # noqa: BLE001 - after the first byte, errors go in-band
         result.error = _describe(exc)
         yield error_event(result.error, _code(exc)) + DONE
     finally:
-        if result.done:
-            reader.join(timeout=_DRAIN_SECONDS)  # read to EOF so the connection is reusable
-        reader.kill(block=False)
-        response.close()
-        on_finish(result)
+        try:
+            if result.done:
+                reader.join(timeout=_DRAIN_SECONDS)  # read to EOF so the connection is reusable
+            # Wait for the reader to leave read1(): closing a reader mid-read raises
+            # "reentrant call" and would skip the metering below.
+            reader.kill(timeout=1)
+            response.close()
+        except Exception:  # noqa: BLE001 - closing the upstream must never skip metering
+            pass
+        finally:
+            on_finish(result)
 
 
 def _describe(exc: BaseException) -> str:

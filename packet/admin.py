@@ -1,0 +1,223 @@
+"""The admin HTTP API under ``/admin/v1/``: accounts, keys, endpoints and usage.
+
+Registered only when ``PACKET_ADMIN_TOKEN`` is set; every request must carry it as a Bearer
+token (compared in constant time). Views are thin: the same store functions and report views
+as the CLI, so the two always agree. Lists page with ``?limit=&offset=`` (usage records with
+the ``?after=`` cursor). Changes drop this worker's auth cache at once; other workers and
+instances see them within ``PACKET_AUTH_CACHE_TTL`` seconds.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from marshmallow import Schema, ValidationError
+
+from . import admin_schemas as schemas
+from . import store
+from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, render
+from .reports import account_usage, account_view, endpoint_view, key_view, usage_record_view
+from .runtime import runtime
+from .schemas import first_error
+
+bp = Blueprint("admin", __name__, url_prefix="/admin/v1")
+
+
+@bp.before_request
+def _require_token() -> None:
+    """401 unless ``Authorization: Bearer <PACKET_ADMIN_TOKEN>``."""
+    expected = runtime().settings.admin_token or ""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not (
+        expected
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), expected.encode())
+    ):
+        raise InvalidAPIKey(
+            "Missing or incorrect admin token. Send 'Authorization: Bearer <PACKET_ADMIN_TOKEN>'."
+        )
+
+
+@bp.errorhandler(store.NotFoundError)
+def _not_found(exc: store.NotFoundError) -> Response:
+    return render(NotFound(f"{str(exc).capitalize()}."))
+
+
+@bp.errorhandler(store.ConflictError)
+def _conflict(exc: store.ConflictError) -> Response:
+    return render(Conflict(f"{str(exc).capitalize()}."))
+
+
+def _load(schema: Schema, data: Any) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        param, message = first_error(exc.messages)
+        raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None
+
+
+def _body(schema: Schema, *, optional: bool = False) -> dict[str, Any]:
+    """The JSON object body, validated (an empty body is ``{}`` when ``optional``)."""
+    if optional and not request.get_data(cache=True):
+        return _load(schema, {})
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return _load(schema, data)
+
+
+def _query(schema: Schema) -> dict[str, Any]:
+    return _load(schema, request.args.to_dict())
+
+
+def _page(fetch: Callable[..., list[Any]], view: Callable[[Any], dict[str, Any]]) -> Response:
+    """One page of a list plus whether there is more (fetched as ``limit + 1`` rows)."""
+    page = _query(schemas.Page())
+    limit, offset = page["limit"], page["offset"]
+    rows = fetch(offset=offset, limit=limit + 1)
+    more = len(rows) > limit
+    return jsonify(
+        object="list",
+        data=[view(row) for row in rows[:limit]],
+        limit=limit,
+        offset=offset,
+        has_more=more,
+        next_offset=offset + limit if more else None,
+    )
+
+
+def _tier(value: str) -> str:
+    tiers = runtime().settings.tiers
+    if value not in tiers:
+        raise InvalidRequest(
+            f"Invalid value for 'tier': unknown tier {value!r}; configured: {', '.join(tiers)}.",
+            param="tier",
+        )
+    return value
+
+
+def _changed(payload: dict[str, Any], status: int = 200) -> tuple[Response, int]:
+    """Answer a change, after dropping this worker's cached keys and accounts."""
+    runtime().keys.invalidate()
+    return jsonify(payload), status
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+@bp.post("/accounts")
+def create_account() -> tuple[Response, int]:
+    """Create an account (201)."""
+    data = _body(schemas.AccountCreate())
+    tier = _tier(data.get("tier") or runtime().settings.default_tier)
+    account = store.create_account(data["name"], tier, data["balance"], data.get("default_model"))
+    return _changed(account_view(account), 201)
+
+
+@bp.get("/accounts")
+def list_accounts() -> Response:
+    """Accounts, oldest first."""
+    return _page(store.list_accounts, account_view)
+
+
+@bp.get("/accounts/<name>")
+def get_account(name: str) -> Response:
+    """One account: tier, balance, default model."""
+    return jsonify(account_view(store.get_account(name)))
+
+
+@bp.patch("/accounts/<name>")
+def update_account(name: str) -> tuple[Response, int]:
+    """Set the tier and/or the default model (``null`` clears it)."""
+    data = _body(schemas.AccountUpdate())
+    tier = _tier(data["tier"]) if "tier" in data else None
+    account = store.update_account(
+        name,
+        tier=tier,
+        default_model=data.get("default_model"),
+        clear_default_model="default_model" in data and data["default_model"] is None,
+    )
+    return _changed(account_view(account))
+
+
+@bp.post("/accounts/<name>/credit")
+def credit_account(name: str) -> tuple[Response, int]:
+    """Add ``amount`` dollars to the balance (negative removes), atomically."""
+    data = _body(schemas.Credit())
+    return _changed(account_view(store.credit_account(name, data["amount"])))
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+@bp.post("/accounts/<name>/keys")
+def create_key(name: str) -> tuple[Response, int]:
+    """A new key (201); the full key is in this answer only."""
+    data = _body(schemas.KeyCreate(), optional=True)
+    row, key = store.create_key(name, data.get("label"))
+    return _changed(key_view(row) | {"key": key}, 201)
+
+
+@bp.get("/accounts/<name>/keys")
+def list_keys(name: str) -> Response:
+    """The account's keys (prefixes only), revoked ones included."""
+    return _page(partial(store.list_keys, name), key_view)
+
+
+@bp.delete("/accounts/<name>/keys/<int:key_id>")
+def revoke_key(name: str, key_id: int) -> tuple[Response, int]:
+    """Revoke a key (idempotent); answers the revoked key."""
+    return _changed(key_view(store.revoke_key_id(name, key_id)))
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+@bp.post("/accounts/<name>/endpoints")
+def add_endpoint(name: str) -> tuple[Response, int]:
+    """Add an inference endpoint (vLLM's base URL) (201)."""
+    data = _body(schemas.EndpointCreate())
+    endpoint = store.add_endpoint(name, data["url"], data.get("upstream_key"))
+    return _changed(endpoint_view(endpoint), 201)
+
+
+@bp.get("/accounts/<name>/endpoints")
+def list_endpoints(name: str) -> Response:
+    """The account's endpoints (upstream keys are never shown)."""
+    return _page(partial(store.list_endpoints, name), endpoint_view)
+
+
+@bp.delete("/accounts/<name>/endpoints/<int:endpoint_id>")
+def remove_endpoint(name: str, endpoint_id: int) -> tuple[Response, int]:
+    """Remove an endpoint."""
+    store.remove_endpoint(name, endpoint_id)
+    return _changed({"object": "endpoint", "id": endpoint_id, "deleted": True})
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+
+@bp.get("/accounts/<name>/usage")
+def usage(name: str) -> Response:
+    """Totals and per model / per key breakdown over ``[since, until)``, filterable."""
+    return jsonify(account_usage(name, **_query(schemas.UsageQuery())))
+
+
+@bp.get("/accounts/<name>/usage/records")
+def usage_records(name: str) -> Response:
+    """One row per request, oldest first; pass ``next_after`` back as ``after``."""
+    query = _query(schemas.RecordsQuery())
+    limit = query.pop("limit")
+    rows = store.usage_records(name, after_id=query.pop("after"), limit=limit + 1, **query)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify(
+        object="list",
+        data=[usage_record_view(r) for r in rows],
+        has_more=more,
+        next_after=rows[-1].id if more else None,
+    )

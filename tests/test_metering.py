@@ -1,0 +1,264 @@
+"""The meter without a server: prices and rounding, reservations, batched flushes that survive
+a database failure without losing or double-applying anything, and the relay's token counts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from types import SimpleNamespace
+
+import gevent
+import pytest
+
+from packet import store
+from packet.auth import Principal
+from packet.config import Price, load_settings
+from packet.errors import InsufficientQuota
+from packet.extensions import db
+from packet.metering import Meter, cost_micros
+from packet.proxy import _completion_cap
+from packet.upstream.discovery import EndpointState, Target
+from packet.upstream.relay import relay_sse
+
+
+def settings(**env: str):
+    return load_settings({"DATABASE_URL": "sqlite://", **env}, instance_path="/tmp")
+
+
+# --- prices -----------------------------------------------------------------------------------
+
+
+def test_cost_is_tokens_times_price_per_million_rounded_up():
+    s = settings(
+        PACKET_PRICE_INPUT="0.5",
+        PACKET_PRICE_OUTPUT="1.5",
+        PACKET_PRICES='{"big": {"input": 3, "output": 15}, "free": {"input": 0, "output": 0}}',
+    )
+    assert s.price_for("other") == Price(500_000, 1_500_000)
+    assert cost_micros(s, "other", 1_000_000, 1_000_000) == 2_000_000
+    assert cost_micros(s, "big", 1000, 2000) == 3000 + 30_000
+    assert cost_micros(s, "other", 1, 0) == 1  # 0.5 micro-dollars rounds up, never down to free
+    assert cost_micros(s, "other", 3, 1) == 3  # 1.5 + 1.5 = 3.0 exactly
+    assert cost_micros(s, "free", 10**6, 10**6) == 0
+    assert cost_micros(s, "other", 0, 0) == 0
+
+
+def test_default_price_is_zero():
+    assert cost_micros(settings(), "any", 10**9, 10**9) == 0
+
+
+# --- reservation cap --------------------------------------------------------------------------
+
+
+def _target(max_model_len: int | None) -> Target:
+    card = {"id": "m"} | ({"max_model_len": max_model_len} if max_model_len else {})
+    state = EndpointState("http://u", None, "u", models={"m": card})
+    return Target(state, "m")
+
+
+@pytest.mark.parametrize(
+    ("body", "max_model_len", "cap"),
+    [
+        ({"max_tokens": 50}, 4096, 50),
+        ({"max_completion_tokens": 70, "max_tokens": 50}, 4096, 70),
+        ({"max_tokens": 50, "n": 3}, 4096, 150),
+        ({"max_tokens": 10, "n": 2, "best_of": 5}, 4096, 50),
+        ({}, 4096, 4096),  # vLLM's default: up to the context length
+        ({"n": 2}, 8192, 16384),
+        ({}, None, 1024),  # the upstream does not say: PACKET_DEFAULT_MAX_TOKENS
+    ],
+)
+def test_reservation_covers_the_most_the_upstream_can_generate(body, max_model_len, cap):
+    rt = SimpleNamespace(settings=settings())
+    assert _completion_cap(rt, body, _target(max_model_len)) == cap
+
+
+# --- meter and store --------------------------------------------------------------------------
+
+
+def _principal(database, balance: int) -> Principal:
+    name, _ = database.account(balance_micros=balance)
+    with database.app.app_context():
+        account = store.get_account(name)
+        key = store.list_keys(name)[0]
+        return Principal(key.id, key.prefix, account.id, name, "standard", balance, None, ())
+
+
+def _usage(principal: Principal, prompt: int, completion: int, cost: int) -> dict:
+    return {
+        "request_id": f"req_{uuid.uuid4().hex}",
+        "account_id": principal.account_id,
+        "key_id": principal.key_id,
+        "endpoint_url": "http://u",
+        "model": "m",
+        "route": "chat.completions",
+        "stream": False,
+        "status": 200,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cost_micros": cost,
+        "ttft_ms": 1,
+        "latency_ms": 2,
+        "client_disconnected": False,
+    }
+
+
+def _meter(database, touched=dict, **env: str) -> Meter:
+    base = settings(PACKET_PRICE_INPUT="100", PACKET_PRICE_OUTPUT="300", **env)
+    return Meter(database.app, replace(base, usage_flush_interval=60), touched_keys=touched)
+
+
+def _balance(database, principal: Principal) -> int:
+    return database.run(store.get_account, principal.account_name).balance_micros
+
+
+def _rows(database, principal: Principal) -> list:
+    return database.run(store.usage_records, principal.account_name)
+
+
+def test_reserve_then_settle_to_real_cost(database):
+    principal = _principal(database, 1_000_000)
+    meter = _meter(database)
+    reserved = database.run(meter.reserve, principal, "m", 100, 1000)
+    assert reserved == cost_micros(meter.settings, "m", 100, 1000) == 310_000
+    assert _balance(database, principal) == 690_000  # held at admission, atomically
+    meter.record(_usage(principal, 20, 30, 11_000), reserved)
+    assert _rows(database, principal) == []  # buffered, off the hot path
+    assert meter.flush() == 1 and meter.pending() == 0
+    assert _balance(database, principal) == 1_000_000 - 11_000
+
+
+def test_spent_balance_is_refused_and_zero_price_reserves_nothing(database):
+    principal = _principal(database, 0)
+    with pytest.raises(InsufficientQuota):
+        database.run(_meter(database).reserve, principal, "m", 10, 10)
+    funded = _principal(database, 5)
+    free = Meter(database.app, replace(settings(), usage_flush_interval=60), touched_keys=dict)
+    assert database.run(free.reserve, funded, "m", 10**6, 10**6) == 0
+    assert _balance(database, funded) == 5
+
+
+def test_reservation_needs_a_positive_balance_in_sql(database):
+    principal = _principal(database, 1)
+    meter = _meter(database)
+    assert (
+        database.run(meter.reserve, principal, "m", 10, 10) > 0
+    )  # 1 micro left: admitted, goes negative
+    with pytest.raises(InsufficientQuota):  # the cached balance says 1, the database says no
+        database.run(meter.reserve, principal, "m", 10, 10)
+
+
+def test_failed_flush_is_retried_without_loss_or_double_apply(database):
+    principal = _principal(database, 1_000_000)
+    drained = [{principal.key_id: 1_700_000_000.0}]  # the auth cache hands these over once
+    meter = _meter(database, touched=lambda: drained.pop() if drained else {})
+    reserved = database.run(meter.reserve, principal, "m", 10, 100)
+    meter.record(_usage(principal, 10, 20, 7000), reserved)
+
+    failures = []
+    with database.app.app_context():
+        dialect = db.engine.dialect
+    real_commit = dialect.do_commit
+
+    def database_down(dbapi_connection):
+        failures.append(1)
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    dialect.do_commit = database_down  # the insert and updates ran; the commit fails
+    try:
+        assert meter.flush() == 0
+        assert meter.flush() == 0
+    finally:
+        dialect.do_commit = real_commit
+    assert len(failures) == 2 and meter.pending() == 1
+    assert _rows(database, principal) == []
+    assert _balance(database, principal) == 1_000_000 - reserved  # only the reservation
+
+    assert meter.flush() == 1 and meter.pending() == 0
+    assert meter.flush() == 0
+    (row,) = _rows(database, principal)
+    assert row.cost_micros == 7000
+    assert _balance(database, principal) == 1_000_000 - 7000
+    (key,) = database.run(store.list_keys, principal.account_name)
+    assert key.last_used_at is not None  # kept across the failed flushes too
+
+
+def test_close_flushes_everything_buffered(database):
+    principal = _principal(database, 1_000_000)
+    meter = _meter(database, PACKET_USAGE_BATCH_SIZE="1000")
+    meter.start()
+    for _ in range(25):
+        meter.record(
+            _usage(principal, 1, 1, 400), database.run(meter.reserve, principal, "m", 1, 1)
+        )
+    assert meter.pending() == 25
+    meter.close()
+    assert meter.pending() == 0 and len(_rows(database, principal)) == 25
+    assert _balance(database, principal) == 1_000_000 - 25 * 400
+
+
+def test_full_batch_is_written_at_once(database):
+    principal = _principal(database, 1_000_000)
+    meter = _meter(database, PACKET_USAGE_BATCH_SIZE="5")
+    for _ in range(5):
+        meter.record(_usage(principal, 1, 1, 400), 0)
+    assert meter.pending() == 0 and len(_rows(database, principal)) == 5
+
+
+# --- relay ------------------------------------------------------------------------------------
+
+
+class _Raw:
+    """An upstream body delivered in pieces, optionally hanging after them."""
+
+    def __init__(self, pieces: list[bytes], hang: bool = False) -> None:
+        self.pieces, self.hang = list(pieces), hang
+
+    def read1(self, _size: int) -> bytes:
+        if self.pieces:
+            return self.pieces.pop(0)
+        if self.hang:
+            gevent.sleep(60)
+        return b""
+
+
+def _relay(pieces: list[bytes], hang: bool = False):
+    finished = []
+    response = SimpleNamespace(raw=_Raw(pieces, hang), close=lambda: None)
+    body = relay_sse(
+        response,
+        include_usage=False,
+        continuous_usage=False,
+        keepalive=0,
+        on_finish=finished.append,
+    )
+    return body, finished
+
+
+def _chunk(text: str) -> bytes:
+    return b'data: {"choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % text.encode()
+
+
+def test_upstream_without_usage_is_metered_by_relayed_tokens():
+    body, finished = _relay(
+        [_chunk("a"), _chunk("b") + _chunk(""), _chunk("c"), b"data: [DONE]\n\n"]
+    )
+    assert list(body)[-1].endswith(b"data: [DONE]\n\n")
+    (result,) = finished
+    assert result.prompt_tokens is None and result.completion_tokens is None
+    assert result.relayed_tokens == 3 and result.done and not result.disconnected
+
+
+def test_client_disconnect_is_metered_once_with_tokens_so_far():
+    usage = b'"usage": {"prompt_tokens": 7, "completion_tokens": %d}'
+    pieces = [
+        b'data: {"choices": [{"index": 0, "delta": {"content": "x"}}], ' + usage % n + b"}\n\n"
+        for n in (1, 2, 3)
+    ]
+    body, finished = _relay(pieces, hang=True)
+    for _ in range(3):
+        next(body)
+    body.close()
+    (result,) = finished
+    assert result.disconnected and (result.prompt_tokens, result.completion_tokens) == (7, 3)
