@@ -157,7 +157,7 @@ def relay_sse(
         result.error = _describe(exc)
         yield error_event(result.error, _code(exc)) + DONE
     finally:
-        reader.kill(block=False)
+        reader.kill()  # wait: closing the response under a live read1() raises
         response.close()
         on_finish(result)
 
