@@ -215,9 +215,12 @@ def request_limit() -> str:
 
 
 def skip_request_limit() -> bool:
-    """While the storage is known to be down: exempt (fail open) or 503 (fail closed)."""
+    """While the storage is known to be down: exempt (fail open) or 503 (fail closed).
+
+    Flask-Limiter asks this for every route; only limited ones (a caller on ``g``) are concerned.
+    """
     guard = _budget().guard
-    if guard.available():
+    if g.get("principal") is None or guard.available():
         return False
     guard.unavailable()
     return True
