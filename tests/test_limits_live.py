@@ -9,6 +9,7 @@ window with enough time left (:func:`fresh_window`) instead of asserting on timi
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import time
 import uuid
@@ -18,9 +19,8 @@ import orjson
 import pytest
 import redis
 import requests
+from conftest import REDIS_URL, Process, clean_env, free_port, needs_redis
 from openai import RateLimitError
-
-from conftest import Process, clean_env, free_port, needs_redis
 from test_limits import RATE_HEADERS
 
 pytestmark = pytest.mark.live
@@ -242,8 +242,6 @@ def test_burst_against_a_nearly_spent_budget(long, _databases):
 
 @needs_redis
 def test_two_gateways_share_one_redis_limit(launcher, database, sim):
-    from conftest import REDIS_URL
-
     shared = {
         "REDIS_URL": REDIS_URL,
         "PACKET_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
@@ -299,7 +297,7 @@ class RedisServer:
 
 @pytest.fixture
 def private_redis(tmp_path):
-    if not __import__("shutil").which("redis-server"):
+    if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
     server = RedisServer(tmp_path, free_port())
     yield server
