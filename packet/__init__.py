@@ -36,6 +36,11 @@ def configure(app: Flask, settings: Settings) -> None:
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         RATELIMIT_STORAGE_URI=settings.storage_uri,
+        # A slow or unreachable Redis must not hold requests: fail fast, then apply the policy.
+        RATELIMIT_STORAGE_OPTIONS={
+            "socket_connect_timeout": settings.limits_storage_timeout,
+            "socket_timeout": settings.limits_storage_timeout,
+        },
         RATELIMIT_STRATEGY="fixed-window",
         RATELIMIT_SWALLOW_ERRORS=settings.limits_fail_open,
         RATELIMIT_HEADERS_ENABLED=False,
@@ -62,7 +67,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     """Bind extensions and build the per-worker runtime. Order matters: see comments."""
     from . import auth, observability
     from .extensions import db, limiter, migrate
-    from .limits import TokenBudget
+    from .limits import StorageGuard, TokenBudget
     from .metering import Meter
     from .runtime import Runtime
     from .upstream.client import UpstreamClient
@@ -99,8 +104,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             limiter.storage,
             settings.limit_window_seconds,
             prefix=settings.limit_key_prefix,
-            fail_open=settings.limits_fail_open,
-            on_storage_error=observability.LIMIT_STORAGE_ERRORS.inc,
+            guard=StorageGuard(
+                limiter.storage,
+                fail_open=settings.limits_fail_open,
+                on_error=observability.LIMIT_STORAGE_ERRORS.inc,
+            ),
         ),
         meter=Meter(app, settings, touched_keys=keys.drain_touched),
     )

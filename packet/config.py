@@ -51,6 +51,7 @@ class Settings:
     auth_cache_ttl: float = 5.0
     limit_window_seconds: int = 60
     limits_fail_open: bool = True
+    limits_storage_timeout: float = 1.0
     limit_key_prefix: str = "packet"
     default_max_tokens: int = 1024
     discovery_interval: float = 10.0
@@ -193,6 +194,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         auth_cache_ttl=_float(env, "PACKET_AUTH_CACHE_TTL", 5.0),
         limit_window_seconds=max(1, _int(env, "PACKET_LIMIT_WINDOW_SECONDS", 60)),
         limits_fail_open=_bool(env, "PACKET_LIMITS_FAIL_OPEN", True),
+        limits_storage_timeout=max(0.01, _float(env, "PACKET_LIMITS_STORAGE_TIMEOUT", 1.0)),
         limit_key_prefix=env.get("PACKET_LIMIT_KEY_PREFIX") or "packet",
         default_max_tokens=max(1, _int(env, "PACKET_DEFAULT_MAX_TOKENS", 1024)),
         discovery_interval=_float(env, "PACKET_DISCOVERY_INTERVAL", 10.0),

@@ -199,19 +199,14 @@ def register_error_handlers(app: Flask) -> None:
     from flask_limiter import RateLimitExceeded as LimiterBreach
     from redis.exceptions import RedisError
 
-    from .limits import breach_error
+    from .limits import breach_error, storage_error
     from .upstream.errors import UpstreamFailure
 
     app.register_error_handler(APIError, render)
     app.register_error_handler(LimiterBreach, lambda exc: render(breach_error(exc)))
     app.register_error_handler(HTTPException, lambda exc: render(from_http_exception(exc)))
     app.register_error_handler(UpstreamFailure, lambda exc: render(from_upstream(exc)))
-    app.register_error_handler(
-        RedisError,
-        lambda exc: render(
-            ServiceUnavailable("Rate limit storage is unreachable; try again shortly.")
-        ),
-    )
+    app.register_error_handler(RedisError, lambda exc: render(storage_error(exc)))
 
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error: %s", type(exc).__name__)

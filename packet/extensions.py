@@ -15,10 +15,10 @@ migrate = Migrate()
 
 
 def _limit_key() -> str:
-    """Requests are limited per account; auth has put the account on ``g`` already."""
-    from flask import g
+    """Requests are limited per account and window (see :func:`packet.limits.request_key`)."""
+    from .limits import request_key
 
-    return f"account:{g.principal.account_id}"
+    return request_key()
 
 
 limiter = Limiter(key_func=_limit_key, headers_enabled=False)

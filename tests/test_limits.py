@@ -1,0 +1,272 @@
+"""Tier limits without a server: the token budget on a controlled clock, the storage policy,
+and the request limit, headers and 429s through Flask's test client (live: test_limits_live)."""
+
+from __future__ import annotations
+
+import pytest
+from flask_migrate import upgrade
+from limits.storage import MemoryStorage
+
+from packet import create_app, store
+from packet.errors import RateLimitExceeded, ServiceUnavailable
+from packet.limits import StorageGuard, TokenBudget, duration
+
+RATE_HEADERS = (
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
+
+class Clock:
+    """A clock the test moves by hand (starts 10 s into a 60 s window)."""
+
+    def __init__(self, now: float = 1_800_000_010.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class BrokenStorage(MemoryStorage):
+    """A storage whose calls fail while ``down`` (like Redis refusing connections)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("refused")
+
+    def incr(self, key, expiry, amount=1):
+        self._call()
+        return super().incr(key, expiry, amount)
+
+    def get(self, key):
+        self._call()
+        return super().get(key)
+
+    def check(self) -> bool:
+        self.calls += 1
+        return not self.down
+
+
+def budget(storage=None, *, fail_open=True, clock=None, errors=None):
+    storage = storage or MemoryStorage()
+    clock = clock or Clock()
+    guard = StorageGuard(
+        storage,
+        fail_open=fail_open,
+        on_error=(lambda: errors.append(1)) if errors is not None else (lambda: None),
+        clock=clock,
+    )
+    return TokenBudget(storage, 60, prefix="t", guard=guard, clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.25, "250ms"), (1.5, "1.5s"), (6, "6s"), (59.94, "59.9s"), (60, "1m0s"), (360, "6m0s")],
+)
+def test_duration_is_openai_format(seconds, text):
+    assert duration(seconds) == text
+
+
+# --- token budget -------------------------------------------------------------------------------
+
+
+def test_spent_budget_refuses_until_the_window_resets():
+    clock = Clock()
+    tokens = budget(clock=clock)
+    first = tokens.admit(1, tpm=100, estimate=80)
+    tokens.settle(first, 120)  # real usage may exceed the estimate: it is what counts
+    assert tokens.used(1) == 120
+    with pytest.raises(RateLimitExceeded) as refused:
+        tokens.admit(1, tpm=100, estimate=10)
+    assert refused.value.type == "tokens"
+    assert refused.value.headers["Retry-After"] == "50"  # 10 s into a 60 s window
+    assert refused.value.headers["retry-after-ms"] == "50000"
+    assert "resets in 50s" in refused.value.message
+    assert tokens.used(1) == 120, "a refused request consumes nothing"
+    clock.now += 50
+    assert tokens.admit(1, tpm=100, estimate=10) is not None
+
+
+def test_settlement_lands_in_the_admitting_window():
+    clock = Clock()
+    tokens = budget(clock=clock)
+    held = tokens.admit(7, tpm=1000, estimate=500)
+    clock.now += 60  # the stream ends in the next window
+    tokens.settle(held, 40)
+    assert tokens.used(7) == 0
+    clock.now -= 60
+    assert tokens.used(7) == 40
+
+
+def test_estimates_never_lock_out_after_reconciliation():
+    tokens = budget()
+    held = [tokens.admit(1, tpm=1000, estimate=400) for _ in range(3)]
+    with pytest.raises(RateLimitExceeded):
+        tokens.admit(1, tpm=1000, estimate=400)  # 1200 reserved in flight
+    for reservation in held:
+        tokens.settle(reservation, 50)
+        tokens.settle(reservation, 999)  # settling twice changes nothing
+    assert tokens.used(1) == 150
+    assert tokens.admit(1, tpm=1000, estimate=400) is not None
+
+
+def test_burst_overshoots_by_at_most_one_reservation_and_reconciles_exactly():
+    """50 requests admitted concurrently (all before any ends) against a nearly spent budget."""
+    tokens = budget()
+    tokens.settle(tokens.admit(1, tpm=1000, estimate=10), 900)
+    admitted, refused = [], 0
+    for i in range(50):
+        try:
+            admitted.append(tokens.admit(1, tpm=1000, estimate=30 + i))
+        except RateLimitExceeded:
+            refused += 1
+    reserved = sum(r.reserved for r in admitted)
+    assert admitted and refused
+    assert 900 + reserved <= 1000 + max(r.reserved for r in admitted)
+    for reservation in admitted:
+        tokens.settle(reservation, 20)
+    assert tokens.used(1) == 900 + 20 * len(admitted)
+
+
+# --- storage unreachable ------------------------------------------------------------------------
+
+
+def test_fail_open_admits_counts_and_stops_calling_until_a_probe_succeeds():
+    storage, clock, errors = BrokenStorage(), Clock(), []
+    tokens = budget(storage, clock=clock, errors=errors)
+    storage.down = True
+    assert tokens.admit(1, tpm=10, estimate=100) is None
+    assert len(errors) == 1
+    calls = storage.calls
+    for _ in range(20):  # within the pause: no storage call at all
+        assert tokens.admit(1, tpm=10, estimate=100) is None
+        assert tokens.used(1) is None
+    assert storage.calls == calls
+    clock.now += 1.5
+    assert tokens.admit(1, tpm=10, estimate=100) is None  # one probe, still down
+    assert storage.calls == calls + 1
+    storage.down = False
+    clock.now += 1.5
+    held = tokens.admit(1, tpm=10, estimate=5)
+    assert held is not None and tokens.used(1) == 5
+    assert len(errors) == 1
+
+
+def test_fail_closed_refuses_admission_but_never_fails_a_settlement():
+    storage, errors = BrokenStorage(), []
+    tokens = budget(storage, fail_open=False, errors=errors)
+    held = tokens.admit(1, tpm=100, estimate=10)
+    storage.down = True
+    with pytest.raises(ServiceUnavailable):
+        tokens.admit(1, tpm=100, estimate=10)
+    tokens.settle(held, 3)
+    assert tokens.used(1) is None
+    assert len(errors) == 1
+
+
+# --- through the app ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited(tmp_path):
+    """An app with a small test tier, its clock frozen 10 s into a 60 s window."""
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'limits.db'}",
+            "PACKET_TIERS": '{"tiny": {"rpm": 3, "tpm": 500}}',
+            "PACKET_USAGE_FLUSH_INTERVAL": "0",
+        }
+    )
+    with app.app_context():
+        upgrade()
+    clock = Clock()
+    app.extensions["packet"].tokens.clock = clock
+    app.clock = clock
+    return app
+
+
+def make_key(app, tier: str, balance: int = 25_000_000) -> str:
+    with app.app_context():
+        store.create_account(f"acct-{tier}", tier, balance)
+        return store.create_key(f"acct-{tier}", "t")[1]
+
+
+def assert_rate_headers(response):
+    missing = [name for name in RATE_HEADERS if name not in response.headers]
+    assert not missing, f"{response.status_code} lacks {missing}"
+
+
+def test_free_tier_allows_20_then_429_with_every_header(limited):
+    key = make_key(limited, "free")
+    client = limited.test_client()
+    auth = {"Authorization": f"Bearer {key}"}
+    for i in range(20):
+        response = client.get("/v1/models", headers=auth)
+        assert response.status_code == 200
+        assert_rate_headers(response)
+        assert response.headers["X-RateLimit-Remaining"] == str(19 - i)
+    response = client.get("/v1/models", headers=auth)
+    assert response.status_code == 429
+    assert_rate_headers(response)
+    error = response.get_json()["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert error["type"] == "requests"
+    assert "requests per minute" in error["message"] and "resets in 50s" in error["message"]
+    headers = response.headers
+    assert headers["Retry-After"] == "50"
+    assert headers["X-RateLimit-Limit"] == headers["x-ratelimit-limit-requests"] == "20"
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert headers["X-RateLimit-Reset"] == str(1_800_000_060)
+    assert headers["x-ratelimit-reset-requests"] == "50s"
+    assert headers["x-ratelimit-limit-tokens"] == "40000"
+    assert headers["x-ratelimit-remaining-tokens"] == "40000"
+    limited.clock.now += 50  # the next window
+    assert client.get("/v1/models", headers=auth).status_code == 200
+
+
+def test_configured_tier_and_errors_carry_headers_and_consume_no_tokens(limited):
+    key = make_key(limited, "tiny")
+    client = limited.test_client()
+    auth = {"Authorization": f"Bearer {key}"}
+    responses = [
+        client.post("/v1/chat/completions", headers=auth, json={"messages": []}),  # 400
+        client.get("/v1/models/nope", headers=auth),  # 404
+        client.post(  # 503: no endpoint
+            "/v1/chat/completions",
+            headers=auth,
+            json={"messages": [{"role": "user", "content": "hi"}]},
+        ),
+        client.get("/v1/models", headers=auth),  # 429: tiny allows 3
+    ]
+    assert [r.status_code for r in responses] == [400, 404, 503, 429]
+    for response in responses:
+        assert_rate_headers(response)
+        assert response.headers["x-ratelimit-limit-requests"] == "3"
+        assert response.headers["x-ratelimit-limit-tokens"] == "500"
+        assert response.headers["x-ratelimit-remaining-tokens"] == "500"
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
+    assert client.get("/v1/models").status_code == 401  # no caller, no figures
+    assert "X-RateLimit-Limit" not in client.get("/v1/models").headers
+
+
+def test_cli_accepts_any_configured_tier(limited):
+    runner = limited.test_cli_runner()
+    result = runner.invoke(args=["accounts", "create", "acme", "--tier", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert "tier tiny" in result.output
+    result = runner.invoke(args=["accounts", "create", "other", "--tier", "gold"])
+    assert result.exit_code != 0
+    assert "unknown tier 'gold'" in result.output

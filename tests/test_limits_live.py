@@ -1,0 +1,371 @@
+"""Tier limits against the real gateway (gunicorn + gevent worker) and the simulated vLLM:
+request and token limits, headers, 429s and the openai SDK, bursts, and Redis shared by
+several gateways (or unreachable, with both policies).
+
+Windows are aligned to the clock, so tests that must stay inside one window first wait for a
+window with enough time left (:func:`fresh_window`) instead of asserting on timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import pytest
+import redis
+import requests
+from conftest import REDIS_URL, Process, clean_env, free_port, needs_redis
+from openai import RateLimitError
+from test_limits import RATE_HEADERS
+
+pytestmark = pytest.mark.live
+
+SHORT = 4  # seconds: a window short enough to wait for its reset
+LONG = 3600  # seconds: a window no test sees reset
+TIERS = orjson.dumps(
+    {
+        "tiny": {"rpm": 1000, "tpm": 300},
+        "budget": {"rpm": 1000, "tpm": 1000},
+        "roomy": {"rpm": 1000, "tpm": 5000},
+        "three": {"rpm": 3, "tpm": 100000},
+    }
+).decode()
+
+
+def fresh_window(window: int, need: float) -> None:
+    """Wait, if needed, until the current clock-aligned window has ``need`` seconds left."""
+    left = window - time.time() % window
+    if left < need:
+        time.sleep(left + 0.05)
+
+
+def chat(max_tokens: int = 5, **extra) -> bytes:
+    """A chat body, serialised here so its length (the gateway's prompt estimate) is known."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens, **extra}
+    return orjson.dumps(body)
+
+
+def reservation(body: bytes, max_tokens: int) -> int:
+    """What the gateway reserves at admission: bytes / 4 + 1 for the prompt, plus max_tokens."""
+    return len(body) // 4 + 1 + max_tokens
+
+
+def post(gateway, key: str, body: bytes, **kwargs) -> requests.Response:
+    return requests.post(
+        f"{gateway.url}/v1/chat/completions",
+        data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=30,
+        **kwargs,
+    )
+
+
+def tokens_used(gateway, key: str, tpm: int) -> int:
+    """The account's token counter, read from the headers of a request that reserves nothing."""
+    response = requests.get(
+        f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    return tpm - int(response.headers["x-ratelimit-remaining-tokens"])
+
+
+def assert_rate_headers(response: requests.Response) -> None:
+    missing = [name for name in RATE_HEADERS if name not in response.headers]
+    assert not missing, f"{response.status_code} lacks {missing}"
+
+
+@pytest.fixture(scope="module")
+def sim(module_launcher):
+    return module_launcher.sim()
+
+
+@pytest.fixture(scope="module")
+def short(module_launcher, _databases, sim):
+    """A gateway whose windows last SHORT seconds."""
+    return module_launcher.gateway(
+        _databases["sqlite"],
+        upstreams=[sim.url],
+        PACKET_LIMIT_WINDOW_SECONDS=str(SHORT),
+        PACKET_TIERS=TIERS,
+    )
+
+
+@pytest.fixture(scope="module")
+def long(module_launcher, _databases, sim):
+    """A gateway whose windows outlast the tests."""
+    return module_launcher.gateway(
+        _databases["sqlite"],
+        upstreams=[sim.url],
+        PACKET_LIMIT_WINDOW_SECONDS=str(LONG),
+        PACKET_TIERS=TIERS,
+    )
+
+
+def test_free_tier_20_requests_then_429_and_the_sdk(short, _databases):
+    _, key = _databases["sqlite"].account(tier="free")
+    fresh_window(SHORT, SHORT - 0.5)
+    body = chat()
+    for _ in range(20):
+        response = post(short, key, body)
+        assert response.status_code == 200
+        assert_rate_headers(response)
+    response = post(short, key, body)
+    assert response.status_code == 429
+    assert_rate_headers(response)
+    error = response.json()["error"]
+    assert (error["code"], error["type"]) == ("rate_limit_exceeded", "requests")
+    assert "requests per minute: limit 20" in error["message"]
+    reset = int(response.headers["X-RateLimit-Reset"])
+    assert reset % SHORT == 0 and reset > time.time() - 0.5
+    assert 1 <= int(response.headers["Retry-After"]) <= SHORT
+    assert f"at Unix time {reset}" in error["message"]
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert response.headers["x-ratelimit-limit-requests"] == "20"
+    assert response.headers["x-ratelimit-limit-tokens"] == "40000"
+
+    with pytest.raises(RateLimitError) as refused:
+        short.client(key, max_retries=0).chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+        )
+    assert refused.value.code == "rate_limit_exceeded"
+
+    started = time.monotonic()
+    answer = short.client(key, max_retries=3).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    assert answer.choices[0].message.content
+    assert time.monotonic() - started < SHORT + 2, "the SDK waited for Retry-After, not longer"
+
+
+def test_stream_usage_is_counted_and_spends_the_budget_until_reset(short, sim, _databases):
+    _, key = _databases["sqlite"].account(tier="tiny")  # 300 tokens per window
+    fresh_window(SHORT, SHORT - 0.5)
+    body = chat(max_tokens=100, stream=True)
+    real = 0
+    for _ in range(3):
+        response = post(short, key, body)
+        assert response.status_code == 200 and response.content.endswith(b"data: [DONE]\n\n")
+        record = sim.request(response.headers["X-Request-ID"])
+        real += record["prompt_tokens"] + record["completion_tokens"]
+        if real < 300:
+            assert tokens_used(short, key, 300) == real
+    assert real >= 300
+    refused = post(short, key, chat())
+    assert refused.status_code == 429
+    assert_rate_headers(refused)
+    assert refused.json()["error"]["type"] == "tokens"
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert refused.headers["x-ratelimit-limit-tokens"] == "300"
+    wait = int(refused.headers["retry-after-ms"]) / 1000
+    assert 0 < wait <= SHORT
+    time.sleep(wait)
+    assert post(short, key, chat()).status_code == 200
+
+
+def test_disconnected_stream_counts_what_was_generated(long, sim, _databases):
+    _, key = _databases["sqlite"].account(tier="roomy")
+    body = chat(max_tokens=300, stream=True, x_sim_token_delay=0.02)
+    held = reservation(body, 300)
+    received = 0
+    with post(long, key, body, stream=True) as response:
+        request_id = response.headers["X-Request-ID"]
+        for line in response.iter_lines():
+            if line.startswith(b"data: "):
+                received += 1
+            if received == 10:
+                break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not sim.request(request_id)["disconnected"]:
+        time.sleep(0.05)
+    record = sim.request(request_id)
+    assert record["disconnected"]
+    used = tokens_used(long, key, 5000)
+    while time.monotonic() < deadline and used == held:  # settles when the relay notices
+        time.sleep(0.05)
+        used = tokens_used(long, key, 5000)
+    generated = record["prompt_tokens"] + record["completion_tokens"]
+    assert record["prompt_tokens"] + received - 1 <= used <= generated < held
+
+
+def test_rejected_requests_consume_no_tokens(long, sim, _databases):
+    database = _databases["sqlite"]
+    _, key = database.account(tier="budget")
+    _, broke = database.account(tier="budget", balance_micros=0)
+    cases = [
+        (key, chat(max_tokens=5000), 400),  # vLLM: context length exceeded, after admission
+        (key, b'{"messages": []}', 400),  # our validation, before admission
+        (key, chat(model="no-such-model"), 404),
+        (broke, chat(), 403),  # balance, after admission
+    ]
+    for who, body, status in cases:
+        response = post(long, who, body)
+        assert response.status_code == status, response.text
+        assert_rate_headers(response)
+        assert response.headers["x-ratelimit-remaining-tokens"] == "1000"
+    assert tokens_used(long, key, 1000) == 0
+    assert tokens_used(long, broke, 1000) == 0
+
+
+def burst(gateways, key: str, tpm: int) -> None:
+    """Spend most of the budget, then 50 concurrent requests: the overshoot is bounded by
+    one reservation, and once they have ended the counter equals the real usage."""
+    spent = post(gateways[0], key, chat(max_tokens=tpm - 304)).json()["usage"]["total_tokens"]
+    body = chat(max_tokens=50, x_sim_token_delay=0.01)
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(
+            pool.map(lambda i: post(gateways[i % len(gateways)], key, body), range(50))
+        )
+    admitted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(admitted) + len(refused) == 50
+    assert admitted and refused
+    assert all(r.json()["error"]["type"] == "tokens" for r in refused)
+    real = spent + sum(r.json()["usage"]["total_tokens"] for r in admitted)
+    assert real <= tpm + reservation(body, 50)
+    assert spent + len(admitted) * reservation(body, 50) < tpm + reservation(body, 50)
+    assert real < tpm, "the test's figures keep the real usage readable from the headers"
+    for gateway in gateways:
+        assert tokens_used(gateway, key, tpm) == real
+
+
+def test_burst_against_a_nearly_spent_budget(long, _databases):
+    _, key = _databases["sqlite"].account(tier="budget")
+    burst([long], key, 1000)
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+
+@needs_redis
+def test_two_gateways_share_one_redis_limit(launcher, database, sim):
+    shared = {
+        "REDIS_URL": REDIS_URL,
+        "PACKET_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+        "PACKET_LIMIT_WINDOW_SECONDS": str(LONG),
+        "PACKET_TIERS": TIERS,
+    }
+    gateways = [launcher.gateway(database, [sim.url], workers=2, **shared) for _ in range(2)]
+    _, key = database.account(tier="free")
+    fresh_window(LONG, 30)
+    statuses = [post(gateways[i % 2], key, chat()).status_code for i in range(30)]
+    assert statuses.count(200) == 20 and statuses[20:] == [429] * 10
+
+    _, key = database.account(tier="budget")
+    burst(gateways, key, 1000)
+
+
+class RedisServer:
+    """A private redis-server on its own port, which the test may kill and restart."""
+
+    def __init__(self, folder, port: int) -> None:
+        self.folder, self.port, self.process = folder, port, None
+
+    def start(self) -> None:
+        self.process = Process(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            clean_env(),
+            self.folder / f"redis-{uuid.uuid4().hex[:6]}.log",
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                if client.ping():
+                    return
+            assert time.monotonic() < deadline, self.process.output()
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGKILL)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path, free_port())
+    yield server
+    server.kill()
+
+
+def until(predicate, what: str, timeout: float = 10.0):
+    """Poll ``predicate`` (bounded) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@needs_redis
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+def test_redis_down_at_start_and_mid_run_follows_the_policy(
+    fail_open, launcher, sqlite_database, sim, private_redis
+):
+    gateway = launcher.gateway(
+        sqlite_database,
+        [sim.url],
+        REDIS_URL=f"redis://127.0.0.1:{private_redis.port}/0",
+        PACKET_LIMITS_FAIL_OPEN=str(fail_open).lower(),
+        PACKET_LIMIT_WINDOW_SECONDS=str(LONG),
+        PACKET_TIERS=TIERS,
+    )
+    _, key = sqlite_database.account(tier="three")  # 3 requests per window
+    fresh_window(LONG, 60)
+
+    def send() -> requests.Response:
+        return post(gateway, key, chat())
+
+    def degraded() -> None:
+        for _ in range(5):  # more than the tier allows
+            response = send()
+            assert_rate_headers(response)
+            if fail_open:
+                assert response.status_code == 200
+            else:
+                assert response.status_code == 503
+                assert response.json()["error"]["code"] == "service_unavailable"
+                assert "storage is unreachable" in response.json()["error"]["message"]
+
+    degraded()  # Redis down when the gateway started
+    private_redis.start()
+    until(lambda: send().headers["X-RateLimit-Remaining"] == "2", "limits to apply again")
+    assert [send().status_code for _ in range(3)] == [200, 200, 429]
+
+    private_redis.kill()  # mid-run
+    degraded()
+    health = requests.get(f"{gateway.url}/health", timeout=10)
+    assert (health.status_code, health.json()["limit_storage"]) == (503, "unavailable")
+    metrics = requests.get(f"{gateway.url}/metrics", timeout=10)
+    assert metrics.status_code == 200, "routes without limits never depend on the storage"
+    errors = [
+        line
+        for line in metrics.text.splitlines()
+        if line.startswith("packet_limit_storage_errors_total ")
+    ]
+    assert errors and float(errors[0].split()[1]) >= 1
+    assert "limit storage unreachable" in gateway.output()
+
+    private_redis.start()  # empty again: the window starts over
+    until(lambda: send().headers["X-RateLimit-Remaining"] == "2", "limits to apply again")
+    assert [send().status_code for _ in range(3)] == [200, 200, 429]
+    assert "limit storage reachable again" in gateway.output()
+    assert key not in gateway.output()
