@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flask import Flask, g, request
 
 from . import keys, store
-from .errors import InsufficientQuota, InvalidAPIKey
+from .errors import InvalidAPIKey
 
 _NEGATIVE_TTL = 2.0
 _MAX_ENTRIES = 50_000
@@ -107,12 +107,6 @@ def authenticate(cache: KeyCache) -> Principal:
             "has been revoked."
         )
     return principal
-
-
-def require_balance(principal: Principal) -> None:
-    """403 before any upstream call when the (cached) balance is spent."""
-    if principal.balance_micros <= 0:
-        raise InsufficientQuota()
 
 
 def init_app(app: Flask, cache: KeyCache) -> None:

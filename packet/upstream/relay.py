@@ -108,6 +108,39 @@ def _pump(raw: Any, queue: Queue, read_size: int) -> None:
         queue.put(exc)
 
 
+class SSERelay:
+    """The streamed body: iterates :func:`_relay`, and finishes even if never iterated.
+
+    A WSGI server may close a body it never started (the client left before the first write);
+    a generator closed before its first ``next()`` never runs its ``finally``, so ``close``
+    finishes such a stream itself: upstream closed, ``on_finish`` called once.
+    """
+
+    def __init__(
+        self, response: Any, on_finish: Callable[[StreamResult], None], **options: Any
+    ) -> None:
+        self._response = response
+        self._on_finish = on_finish
+        self._body = _relay(response, on_finish=on_finish, **options)
+        self._started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._started = True
+        return self._body
+
+    def close(self) -> None:
+        if self._started:
+            self._body.close()
+            return
+        self._started = True
+        self._body.close()
+        result = StreamResult(disconnected=True)
+        try:
+            self._response.close()
+        finally:
+            self._on_finish(result)
+
+
 def relay_sse(
     response: Any,
     *,
@@ -116,8 +149,27 @@ def relay_sse(
     keepalive: float,
     on_finish: Callable[[StreamResult], None],
     read_size: int = 65536,
+) -> SSERelay:
+    """The client's SSE body; always ends with ``[DONE]``, always calls ``on_finish`` once."""
+    return SSERelay(
+        response,
+        on_finish,
+        include_usage=include_usage,
+        continuous_usage=continuous_usage,
+        keepalive=keepalive,
+        read_size=read_size,
+    )
+
+
+def _relay(
+    response: Any,
+    *,
+    include_usage: bool,
+    continuous_usage: bool,
+    keepalive: float,
+    on_finish: Callable[[StreamResult], None],
+    read_size: int,
 ) -> Iterator[bytes]:
-    """Yield the client's SSE bytes; always ends with ``[DONE]``, always calls ``on_finish``."""
     result = StreamResult()
     queue: Queue = Queue()
     reader = gevent.spawn(_pump, response.raw, queue, read_size)

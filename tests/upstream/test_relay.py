@@ -133,10 +133,33 @@ def test_keepalive_pings_while_upstream_is_silent():
 def test_close_marks_disconnect_and_closes_upstream():
     results = []
     response = FakeResponse(FakeRaw([event(chunk("a"))] * 10, delay=0.01))
-    gen = relay_sse(
+    body = relay_sse(
         response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
     )
-    next(gen)
-    gen.close()
+    next(iter(body))
+    body.close()
     assert response.closed
     assert results[0].disconnected and results[0].relayed_tokens == 1
+
+
+def test_body_closed_before_first_iteration_still_finishes():
+    results = []
+    response = FakeResponse(FakeRaw([event(chunk("a"))]))
+    body = relay_sse(
+        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
+    )
+    body.close()
+    body.close()
+    assert response.closed
+    assert len(results) == 1 and results[0].disconnected
+
+
+def test_iterated_body_finishes_once_through_close():
+    results = []
+    response = FakeResponse(FakeRaw([event(chunk("a")), DONE]))
+    body = relay_sse(
+        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
+    )
+    assert b"".join(body).endswith(DONE)
+    body.close()
+    assert len(results) == 1 and results[0].done
