@@ -75,7 +75,7 @@ class Table:
             _pair(gw50, over("gateway", "p99", direct99)),
             _ratio(gw50, over("bare", "p50", direct50)),
             f"p50 ≤ {target_p50_ms:g} ms" if target_p50_ms else "",
-            _verdict(gw50 <= target_p50_ms if gw50 is not None and target_p50_ms else None),
+            _verdict(gw50 <= target_p50_ms if gw50 is not None else None) if target_p50_ms else "",
         )
 
     def cpu(
@@ -133,7 +133,7 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
         _many(t, plan)
     heading = (
         f"Packet gateway benchmark — {meta['date']} — {meta['cpu']}, {meta['cores']} cores, "
-        f"Python {meta['python']}; "
+        f"Python {meta['python']}\n"
         + ("gateway/bare pinned to core 0, sim + load to core 1" if meta["pinned"] else "unpinned")
         + f"; load average {meta['loadavg']:.2f} → {meta.get('loadavg_end', 0):.2f}"
     )
@@ -230,7 +230,8 @@ def _pct(value: float | None, base: float | None) -> float | None:
 
 def _format(rows: list[Row]) -> str:
     """Fixed-width columns; section titles span the row."""
-    widths = [max(len(row[i]) for row in [_HEADER, *rows]) for i in range(len(_HEADER))]
+    figures = [_HEADER, *(row for row in rows if any(row[1:]))]
+    widths = [max(len(row[i]) for row in figures) for i in range(len(_HEADER))]
     lines = []
     for row in [_HEADER, *rows]:
         if not any(row[1:]):
