@@ -7,7 +7,7 @@ Where ``taskset`` exists, the gateway and the bare passthrough share core 0 and 
 and the load generator core 1. CPU time is read from ``/proc`` for the worker process itself,
 the figure a busy machine disturbs least.
 
-    make bench                  # about 3 minutes
+    make bench                  # 2–4 minutes
     make bench BENCH_ARGS=--quick
 """
 
