@@ -188,16 +188,20 @@ def _relay(
                 raise item
             buffer += item
             out = []
-            while (end := buffer.find(b"\n\n")) >= 0:
+            # Walk the events with an index and cut the remainder once: slicing the rest off
+            # after each event copied a large read over and over (quadratic in its events).
+            start = 0
+            while (end := buffer.find(b"\n\n", start)) >= 0:
                 kept = inspect_event(
-                    buffer[: end + 2],
+                    buffer[start : end + 2],
                     result,
                     include_usage=include_usage,
                     continuous_usage=continuous_usage,
                 )
-                buffer = buffer[end + 2 :]
+                start = end + 2
                 if kept is not None:
                     out.append(kept)
+            buffer = buffer[start:]
             if out:
                 yield b"".join(out)
             if result.done:

@@ -1,0 +1,1 @@
+"""Side-by-side benchmark: direct upstream vs a bare passthrough vs the gateway (``make bench``)."""

@@ -1,0 +1,244 @@
+"""The side-by-side table, from a run's results (pure: no processes, no clock)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = tuple[str, str, str, str, str, str, str]
+_HEADER: Row = ("figure", "direct", "bare", "gateway", "gw/bare", "target", "")
+_NONE = "—"
+
+
+def _pair(a: float | None, b: float | None, digits: int = 2) -> str:
+    if a is None or b is None:
+        return _NONE
+    return f"{a:.{digits}f} / {b:.{digits}f}"
+
+
+def _q(result: dict[str, Any], metric: str, q: str) -> float | None:
+    summary = result.get(metric)
+    return summary[q] if summary else None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}×" if a is not None and b else _NONE
+
+
+def _verdict(ok: bool | None) -> str:
+    return _NONE if ok is None else ("ok" if ok else "MISS")
+
+
+def cpu_per_request(result: dict[str, Any]) -> float | None:
+    """Worker CPU seconds per answered request."""
+    return result["cpu"] / result["ok"] if "cpu" in result and result["ok"] else None
+
+
+def cpu_per_token(result: dict[str, Any], per_request: float | None) -> float | None:
+    """Worker CPU seconds per relayed token, net of the target's non-streaming request cost."""
+    if "cpu" not in result or not result["tokens"] or per_request is None:
+        return None
+    return (result["cpu"] - result["ok"] * per_request) / result["tokens"]
+
+
+class Table:
+    """Rows of figures; one method per kind of row."""
+
+    def __init__(self, results: dict[str, dict[str, Any]]) -> None:
+        self.results = results
+        self.rows: list[Row] = []
+
+    def section(self, title: str) -> None:
+        self.rows.append((title, "", "", "", "", "", ""))
+
+    def add(self, label: str, direct: str, bare: str, gateway: str, *rest: str) -> None:
+        ratio, target, verdict = (*rest, "", "", "")[:3]
+        self.rows.append((f"  {label}", direct, bare, gateway, ratio, target, verdict))
+
+    def latency(self, phase: str, metric: str, label: str, target_p50_ms: float | None) -> None:
+        """pXX of ``metric`` per target, then the overhead over direct."""
+        r = self.results[phase]
+        self.add(
+            f"{label} p50 / p99 ms",
+            *(_pair(_q(r[t], metric, "p50"), _q(r[t], metric, "p99")) for t in _TARGETS),
+        )
+        direct50, direct99 = _q(r["direct"], metric, "p50"), _q(r["direct"], metric, "p99")
+
+        def over(t: str, q: str, base: float | None) -> float | None:
+            value = _q(r[t], metric, q)
+            return None if value is None or base is None else value - base
+
+        gw50 = over("gateway", "p50", direct50)
+        self.add(
+            f"{label} overhead p50 / p99 ms",
+            _NONE,
+            _pair(over("bare", "p50", direct50), over("bare", "p99", direct99)),
+            _pair(gw50, over("gateway", "p99", direct99)),
+            _ratio(gw50, over("bare", "p50", direct50)),
+            f"p50 ≤ {target_p50_ms:g} ms" if target_p50_ms else "",
+            _verdict(gw50 <= target_p50_ms if gw50 is not None else None) if target_p50_ms else "",
+        )
+
+    def cpu(
+        self,
+        label: str,
+        bare: float | None,
+        gateway: float | None,
+        scale: float,
+        unit: str,
+        target: float | None,
+    ) -> None:
+        """A CPU-time row: bare vs gateway and their ratio against ``target`` (× bare)."""
+        shown = [
+            _NONE if v is None else f"{v * scale:.{3 if scale < 1e6 else 1}f}"
+            for v in (bare, gateway)
+        ]
+        ok = gateway / bare <= target if bare and gateway is not None and target else None
+        self.add(
+            f"{label} {unit}",
+            _NONE,
+            *shown,
+            _ratio(gateway, bare),
+            f"≤ {target:g}× bare" if target else "",
+            _verdict(ok),
+        )
+
+
+_TARGETS = ("direct", "bare", "gateway")
+
+
+def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) -> str:
+    """The whole report as text: a heading, the table, and how to read it (missing phases
+    are left out)."""
+    t = Table(results)
+    for c in (1, 16, 64):
+        if f"nonstream_c{c}" in results:
+            _nonstream(t, c)
+    per_request = {
+        x: cpu_per_request(results["nonstream_c16"][x]) if "nonstream_c16" in results else None
+        for x in ("bare", "gateway")
+    }
+    if "stream_0ms" in results:
+        _stream(
+            t,
+            "stream_0ms",
+            f"streaming, 0 ms/token (c=1, {plan.stream_tokens} tokens)",
+            per_request,
+        )
+    if "stream_20ms" in results:
+        title = (
+            f"streaming, 20 ms/token (c={plan.slow_streams_c}, {plan.slow_stream_tokens} tokens)"
+        )
+        _stream(t, "stream_20ms", title, per_request)
+    if "many_streams" in results:
+        _many(t, plan)
+    heading = (
+        f"Packet gateway benchmark — {meta['date']} — {meta['cpu']}, {meta['cores']} cores, "
+        f"Python {meta['python']}\n"
+        + ("gateway/bare pinned to core 0, sim + load to core 1" if meta["pinned"] else "unpinned")
+        + f"; load average {meta['loadavg']:.2f} → {meta.get('loadavg_end', 0):.2f}"
+    )
+    notes = (
+        "CPU = user+system time of the gunicorn worker over the phase (from /proc), per answered "
+        "request; per token = (stream CPU − streams × that target's c=16 per-request CPU) / "
+        "tokens. Overheads are target minus direct at the same percentile."
+    )
+    return "\n".join([heading, "", _format(t.rows), "", notes])
+
+
+def _nonstream(t: Table, c: int) -> None:
+    phase = f"nonstream_c{c}"
+    r = t.results[phase]
+    t.section(f"non-streaming, concurrency {c}")
+    t.add(
+        "requests/s",
+        *(f"{r[x]['rps']:.0f}" for x in _TARGETS),
+        _ratio(r["gateway"]["rps"], r["bare"]["rps"]),
+    )
+    t.latency(phase, "latency", "latency", 1.0 if c == 1 else None)
+    t.cpu(
+        "CPU per request",
+        cpu_per_request(r["bare"]),
+        cpu_per_request(r["gateway"]),
+        1e3,
+        "ms",
+        1.25,
+    )
+
+
+def _stream(t: Table, phase: str, title: str, per_request: dict[str, float | None]) -> None:
+    r = t.results[phase]
+    t.section(title)
+    t.latency(phase, "ttft", "TTFT", 1.5 if phase == "stream_0ms" else None)
+    t.add(
+        "total p50 / p99 ms",
+        *(_pair(_q(r[x], "latency", "p50"), _q(r[x], "latency", "p99"), 1) for x in _TARGETS),
+    )
+    t.cpu(
+        "CPU per token",
+        cpu_per_token(r["bare"], per_request["bare"]),
+        cpu_per_token(r["gateway"], per_request["gateway"]),
+        1e6,
+        "µs",
+        1.5,
+    )
+
+
+def _many(t: Table, plan: Any) -> None:
+    r = t.results["many_streams"]
+    n = plan.many_streams
+    t.section(
+        f"{n:,} concurrent slow streams ({plan.many_tokens} tokens × "
+        f"{plan.many_delay * 1000:.0f} ms, opened over {plan.many_ramp:g} s)"
+    )
+    t.add(
+        "completed / errors",
+        *(f"{r[x]['ok']} / {r[x]['errors']}" for x in _TARGETS),
+        "",
+        f"{n} / 0",
+        _verdict(r["gateway"]["ok"] == n and r["gateway"]["errors"] == 0),
+    )
+    t.add("total p50 / p99 s", *(_pair(_s(r[x], "p50"), _s(r[x], "p99"), 3) for x in _TARGETS))
+    direct99 = _s(r["direct"], "p99")
+    slower = {x: _pct(_s(r[x], "p99"), direct99) for x in ("bare", "gateway")}
+    t.add(
+        "total p99 vs direct",
+        _NONE,
+        *(_NONE if v is None else f"{v:+.2f}%" for v in slower.values()),
+        "",
+        "≤ +2%",
+        _verdict(slower["gateway"] <= 2 if slower["gateway"] is not None else None),
+    )
+    rss = {x: r[x].get("rss_per_stream") for x in ("bare", "gateway")}
+    t.add(
+        "RSS per stream KiB",
+        _NONE,
+        *(_NONE if v is None else f"{v / 1024:.1f}" for v in rss.values()),
+        _ratio(rss["gateway"], rss["bare"]),
+        "≤ 64 KiB",
+        _verdict(rss["gateway"] / 1024 <= 64 if rss["gateway"] is not None else None),
+    )
+
+
+def _s(result: dict[str, Any], q: str) -> float | None:
+    value = _q(result, "latency", q)
+    return None if value is None else value / 1000
+
+
+def _pct(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else (value / base - 1) * 100
+
+
+def _format(rows: list[Row]) -> str:
+    """Fixed-width columns; section titles span the row."""
+    figures = [_HEADER, *(row for row in rows if any(row[1:]))]
+    widths = [max(len(row[i]) for row in figures) for i in range(len(_HEADER))]
+    lines = []
+    for row in [_HEADER, *rows]:
+        if not any(row[1:]):
+            lines.append(row[0])
+            continue
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,375 @@
+"""``make bench``: start the simulated vLLM, a bare passthrough and the gateway, load them from
+a separate process and print one table (direct upstream vs bare vs gateway).
+
+The gateway runs as in production: gunicorn, one gevent worker, SQLite (or ``--database-url``),
+auth, tier limits and metering on, a non-zero price so every request reserves and settles.
+Where ``taskset`` exists, the gateway and the bare passthrough share core 0 and the simulator
+and the load generator core 1. CPU time is read from ``/proc`` for the worker process itself,
+the figure a busy machine disturbs least.
+
+    make bench                  # 2–4 minutes
+    make bench BENCH_ARGS=--quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .procs import (
+    GATEWAY_CORE,
+    LOAD_CORE,
+    ROOT,
+    LoadGenerator,
+    Server,
+    base_env,
+    cpu_seconds,
+    free_port,
+    pinning_available,
+    rss_bytes,
+)
+from .report import render
+
+MODEL = "bench/sim-model"
+TIERS = '{"bench": {"rpm": 100000000, "tpm": 1000000000000}}'
+PROMPT = [{"role": "user", "content": "Say hello to the benchmark, in sixteen words."}]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much load each phase sends (every loop is bounded by count and by seconds)."""
+
+    requests: int
+    seconds: float
+    stream_tokens: int
+    streams_fast: int
+    slow_streams_c: int
+    slow_stream_tokens: int
+    many_streams: int
+    many_tokens: int
+    many_delay: float
+    many_ramp: float
+
+
+FULL = Plan(3000, 8.0, 256, 300, 16, 100, 1000, 20, 0.5, 3.0)
+QUICK = Plan(800, 3.0, 256, 80, 16, 50, 200, 10, 0.5, 1.0)
+
+
+@dataclass
+class Target:
+    """Where a phase sends its load, and the process whose CPU it costs (None: not measured)."""
+
+    name: str
+    server: Server
+    headers: dict[str, str]
+    pid: int | None
+
+
+class Bench:
+    """One benchmark run: processes, phases, results."""
+
+    def __init__(self, args: argparse.Namespace, folder: Path) -> None:
+        self.args = args
+        self.plan = QUICK if args.quick else FULL
+        self.folder = folder
+        self.servers: list[Server] = []
+        self.load: LoadGenerator | None = None
+        self.results: dict[str, dict[str, Any]] = {}
+
+    # --- processes ----------------------------------------------------------------------------
+
+    def start(self) -> list[Target]:
+        sim_port = free_port()
+        sim = self._serve(
+            "sim",
+            [sys.executable, "-m", "packet.devserver", "--port", str(sim_port), "--model", MODEL],
+            base_env(),
+            sim_port,
+            LOAD_CORE,
+            "/health",
+        )
+        gateway_env = self._gateway_env(sim.url)
+        key = self._account(gateway_env)
+        bare_port = free_port()
+        bare = self._serve(
+            "bare",
+            self._gunicorn("bench.bare:create_app()"),
+            base_env(
+                **self._gunicorn_env(bare_port, "bare"), BARE_UPSTREAM=sim.url, LOG_LEVEL="INFO"
+            ),
+            bare_port,
+            GATEWAY_CORE,
+            "/health",
+        )
+        gateway = self._serve(
+            "gateway",
+            self._gunicorn("wsgi:app"),
+            gateway_env,
+            int(gateway_env["PORT"]),
+            GATEWAY_CORE,
+            "/health",
+        )
+        self.load = LoadGenerator(self.folder)
+        json_headers = {"Content-Type": "application/json"}
+        return [
+            Target("direct", sim, json_headers, None),
+            Target("bare", bare, json_headers, bare.worker_pid()),
+            Target(
+                "gateway",
+                gateway,
+                json_headers | {"Authorization": f"Bearer {key}"},
+                gateway.worker_pid(),
+            ),
+        ]
+
+    def _serve(
+        self, name: str, args: list[str], env: dict[str, str], port: int, core: str, probe: str
+    ) -> Server:
+        server = Server(name, args, env, self.folder, port, core)
+        self.servers.append(server)
+        server.wait_http(server.url + probe)
+        return server
+
+    @staticmethod
+    def _gunicorn(app: str) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app]
+
+    def _gunicorn_env(self, port: int, name: str) -> dict[str, str]:
+        metrics = self.folder / f"metrics-{name}"
+        metrics.mkdir()
+        return {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        }
+
+    def _gateway_env(self, upstream: str) -> dict[str, str]:
+        database = self.args.database_url or f"sqlite:///{self.folder / 'packet.db'}"
+        env = base_env(
+            **self._gunicorn_env(free_port(), "gateway"),
+            DATABASE_URL=database,
+            PACKET_UPSTREAMS=upstream,
+            PACKET_TIERS=TIERS,
+            PACKET_PRICE_INPUT="0.50",
+            PACKET_PRICE_OUTPUT="1.50",
+            PACKET_LIMIT_KEY_PREFIX=f"bench{os.getpid()}",
+            LOG_LEVEL="INFO",
+        )
+        if self.args.redis_url:
+            env["REDIS_URL"] = self.args.redis_url
+        return env
+
+    def _account(self, env: dict[str, str]) -> str:
+        """Migrate, create an account on the huge ``bench`` tier and return a fresh key."""
+        name = f"bench-{os.getpid()}-{int(time.time())}"
+        flask = [sys.executable, "-m", "flask", "--app", "app"]
+        for args in (
+            ["db", "upgrade"],
+            ["accounts", "create", name, "--tier", "bench", "--balance", "1000000"],
+        ):
+            subprocess.run([*flask, *args], cwd=ROOT, env=env, check=True, capture_output=True)
+        made = subprocess.run(
+            [*flask, "keys", "create", name],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return made.stdout.strip().splitlines()[-1]
+
+    def stop(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+        for server in reversed(self.servers):
+            server.stop()
+
+    # --- phases -------------------------------------------------------------------------------
+
+    def measure(
+        self,
+        target: Target,
+        *,
+        stream: bool,
+        concurrency: int,
+        count: int,
+        seconds: float,
+        tokens: int = 16,
+        delay: float = 0.0,
+        sample_rss: bool = False,
+        ramp: float = 0.0,
+    ) -> dict[str, Any]:
+        """Run one job against ``target``; add the worker's CPU (and peak RSS) over the job."""
+        assert self.load is not None
+        body: dict[str, Any] = {"model": MODEL, "messages": PROMPT, "max_tokens": tokens}
+        if stream:
+            body |= {"stream": True, "x_sim_token_delay": delay}
+        job = {
+            "host": "127.0.0.1",
+            "port": target.server.port,
+            "path": "/v1/chat/completions",
+            "headers": target.headers,
+            "body": body,
+            "stream": stream,
+            "concurrency": concurrency,
+            "count": count,
+            "duration": seconds,
+            "socket_timeout": 60.0,
+            "ramp": ramp,
+        }
+        pid = target.pid
+        before = cpu_seconds(pid) if pid else 0.0
+        rss_before = rss_bytes(pid) if pid else 0
+        if sample_rss and pid:
+            result, peak = _sampling_peak(lambda: self.load.run(job), lambda: rss_bytes(pid))
+            result["rss_per_stream"] = (peak - rss_before) / max(1, concurrency)
+        else:
+            result = self.load.run(job)
+        if pid:
+            result["cpu"] = cpu_seconds(pid) - before
+        result["tokens"] = tokens * result["ok"] if stream else 0
+        return result
+
+    def phases(self) -> dict[str, Callable[[Target], dict[str, Any]]]:
+        """Every phase by name, in the order they run."""
+        p = self.plan
+        phases: dict[str, Callable[[Target], dict[str, Any]]] = {}
+        for c in (1, 16, 64):
+            phases[f"nonstream_c{c}"] = lambda t, c=c: self.measure(
+                t,
+                stream=False,
+                concurrency=c,
+                count=p.requests // 3 if c == 1 else p.requests,
+                seconds=p.seconds,
+            )
+        phases["stream_0ms"] = lambda t: self.measure(
+            t,
+            stream=True,
+            concurrency=1,
+            count=p.streams_fast,
+            seconds=p.seconds,
+            tokens=p.stream_tokens,
+        )
+        phases["stream_20ms"] = lambda t: self.measure(
+            t,
+            stream=True,
+            concurrency=p.slow_streams_c,
+            count=p.slow_streams_c * 4,
+            seconds=p.slow_stream_tokens * 0.02 * 4 + 10,
+            tokens=p.slow_stream_tokens,
+            delay=0.02,
+        )
+        phases["many_streams"] = lambda t: self.measure(
+            t,
+            stream=True,
+            concurrency=p.many_streams,
+            count=p.many_streams,
+            seconds=p.many_tokens * p.many_delay + p.many_ramp + 30,
+            tokens=p.many_tokens,
+            delay=p.many_delay,
+            sample_rss=True,
+            ramp=p.many_ramp,
+        )
+        return phases
+
+    def run(self, targets: list[Target], only: list[str] | None) -> None:
+        """Warm up, then each phase against direct, bare and gateway in turn."""
+        for target in targets[1:]:
+            self.measure(target, stream=False, concurrency=16, count=500, seconds=5)
+            self.measure(target, stream=True, concurrency=4, count=20, seconds=5, tokens=32)
+        for name, measure in self.phases().items():
+            if not only or name in only:
+                self._phase(name, targets, measure)
+
+    def _phase(
+        self, name: str, targets: list[Target], measure: Callable[[Target], dict[str, Any]]
+    ) -> None:
+        print(f"  {name}:", end="", flush=True)
+        self.results[name] = {}
+        for target in targets:
+            self.results[name][target.name] = result = measure(target)
+            print(f" {target.name} {result['ok']} ok/{result['errors']} err", end="", flush=True)
+        print(flush=True)
+
+
+def _sampling_peak(job: Callable[[], dict[str, Any]], probe: Callable[[], int]):
+    """Run ``job`` in a thread while sampling ``probe`` every 0.2 s; (result, peak sample)."""
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.update(result=job()), daemon=True)
+    thread.start()
+    peak = probe()
+    while thread.is_alive():
+        thread.join(0.2)
+        peak = max(peak, probe())
+    return box["result"], peak
+
+
+def machine() -> dict[str, Any]:
+    """What the table was measured on (the load average hints at noise from other work)."""
+    model = platform.processor() or "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "pinned": pinning_available(),
+        "loadavg": os.getloadavg()[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller phases (about a minute)")
+    parser.add_argument("--database-url", help="gateway database (default: SQLite in a temp dir)")
+    parser.add_argument("--redis-url", help="limit storage (default: in memory)")
+    parser.add_argument(
+        "--phases",
+        help="comma-separated subset: nonstream_c1,…,stream_0ms,stream_20ms,many_streams",
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="packet-bench-"))
+    bench = Bench(args, folder)
+    meta = machine()
+    print(f"packet bench ({'quick' if args.quick else 'full'}), logs in {folder}", flush=True)
+    try:
+        bench.run(bench.start(), args.phases.split(",") if args.phases else None)
+    finally:
+        bench.stop()
+    meta["loadavg_end"] = os.getloadavg()[0]
+    table = render(bench.results, meta, bench.plan)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"bench-{stamp}.txt").write_text(table + "\n")
+    (RESULTS / f"bench-{stamp}.json").write_text(
+        json.dumps(
+            {"machine": meta, "plan": asdict(bench.plan), "results": bench.results}, indent=1
+        )
+    )
+    print(f"results: {RESULTS}/bench-{stamp}.{{txt,json}}")
+    if not args.keep_logs:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
