@@ -163,3 +163,9 @@ def test_iterated_body_finishes_once_through_close():
     assert b"".join(body).endswith(DONE)
     body.close()
     assert len(results) == 1 and results[0].done
+
+
+def test_no_pings_while_events_flow():
+    pieces = [event(chunk("x"))] * 5 + [DONE]
+    out, _ = run(pieces, keepalive=0.1, delay=0.04)
+    assert PING not in out and out.endswith(DONE)
