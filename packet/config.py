@@ -63,6 +63,7 @@ class Settings:
     prices: dict[str, Price] = field(default_factory=dict)
     usage_flush_interval: float = 0.5
     usage_batch_size: int = 500
+    balance_lease: int = 20
     log_level: str = "INFO"
 
     def price_for(self, model: str) -> Price:
@@ -209,5 +210,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         prices=_prices(env.get("PACKET_PRICES")),
         usage_flush_interval=_float(env, "PACKET_USAGE_FLUSH_INTERVAL", 0.5),
         usage_batch_size=max(1, _int(env, "PACKET_USAGE_BATCH_SIZE", 500)),
+        balance_lease=max(1, _int(env, "PACKET_BALANCE_LEASE", 20)),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
     )

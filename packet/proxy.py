@@ -19,7 +19,7 @@ from . import observability
 from .auth import Principal
 from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError, from_upstream
 from .limits import TokenReservation, tier_figures
-from .metering import cost_micros
+from .metering import Hold, cost_micros
 from .runtime import Runtime, runtime
 from .schemas import first_error
 from .upstream.discovery import EndpointState, Target
@@ -77,7 +77,7 @@ class Call:
     started: float
     target: Target
     stream: bool
-    reserved_micros: int
+    hold: Hold
     tokens: TokenReservation | None
     prompt_estimate: int
     holds_endpoint: bool = False
@@ -117,7 +117,7 @@ class Call:
             "latency_ms": int(latency * 1000),
             "client_disconnected": disconnected,
         }
-        self.rt.meter.record(usage, self.reserved_micros)
+        self.rt.meter.record(usage, self.hold)
         observability.observe(self.route, status, latency, prompt, completion)
 
 
@@ -139,7 +139,7 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
     )
     g.token_reservation = tokens
     try:
-        reserved = rt.meter.reserve(
+        hold = rt.meter.reserve(
             principal, target.model, prompt_estimate, _completion_cap(rt, body, target)
         )
     except Exception:
@@ -162,7 +162,7 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
         g.started,
         target,
         stream,
-        reserved,
+        hold,
         tokens,
         prompt_estimate,
     )

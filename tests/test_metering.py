@@ -15,7 +15,7 @@ from packet.auth import Principal
 from packet.config import Price, load_settings
 from packet.errors import InsufficientQuota
 from packet.extensions import db
-from packet.metering import Meter, cost_micros
+from packet.metering import NO_HOLD, Hold, Meter, cost_micros
 from packet.proxy import _completion_cap
 from packet.upstream.discovery import EndpointState, Target
 from packet.upstream.relay import relay_sse
@@ -119,9 +119,9 @@ def _rows(database, principal: Principal) -> list:
 
 def test_reserve_then_settle_to_real_cost(database):
     principal = _principal(database, 1_000_000)
-    meter = _meter(database)
+    meter = _meter(database, PACKET_BALANCE_LEASE="1")
     reserved = database.run(meter.reserve, principal, "m", 100, 1000)
-    assert reserved == cost_micros(meter.settings, "m", 100, 1000) == 310_000
+    assert reserved == Hold(cost_micros(meter.settings, "m", 100, 1000)) == Hold(310_000)
     assert _balance(database, principal) == 690_000  # held at admission, atomically
     meter.record(_usage(principal, 20, 30, 11_000), reserved)
     assert _rows(database, principal) == []  # buffered, off the hot path
@@ -135,7 +135,7 @@ def test_spent_balance_is_refused_and_zero_price_reserves_nothing(database):
         database.run(_meter(database).reserve, principal, "m", 10, 10)
     funded = _principal(database, 5)
     free = Meter(database.app, replace(settings(), usage_flush_interval=60), touched_keys=dict)
-    assert database.run(free.reserve, funded, "m", 10**6, 10**6) == 0
+    assert database.run(free.reserve, funded, "m", 10**6, 10**6) == NO_HOLD
     assert _balance(database, funded) == 5
 
 
@@ -143,7 +143,7 @@ def test_reservation_needs_a_positive_balance_in_sql(database):
     principal = _principal(database, 1)
     meter = _meter(database)
     assert (
-        database.run(meter.reserve, principal, "m", 10, 10) > 0
+        database.run(meter.reserve, principal, "m", 10, 10).amount > 0
     )  # 1 micro left: admitted, goes negative
     with pytest.raises(InsufficientQuota):  # the cached balance says 1, the database says no
         database.run(meter.reserve, principal, "m", 10, 10)
@@ -152,7 +152,9 @@ def test_reservation_needs_a_positive_balance_in_sql(database):
 def test_failed_flush_is_retried_without_loss_or_double_apply(database):
     principal = _principal(database, 1_000_000)
     drained = [{principal.key_id: 1_700_000_000.0}]  # the auth cache hands these over once
-    meter = _meter(database, touched=lambda: drained.pop() if drained else {})
+    meter = _meter(
+        database, touched=lambda: drained.pop() if drained else {}, PACKET_BALANCE_LEASE="1"
+    )
     reserved = database.run(meter.reserve, principal, "m", 10, 100)
     meter.record(_usage(principal, 10, 20, 7000), reserved)
 
@@ -171,9 +173,9 @@ def test_failed_flush_is_retried_without_loss_or_double_apply(database):
         assert meter.flush() == 0
     finally:
         dialect.do_commit = real_commit
-    assert len(failures) == 2 and meter.pending() == 1
+    assert len(failures) == 2 and meter.pending() == 2  # the row and its settlement
     assert _rows(database, principal) == []
-    assert _balance(database, principal) == 1_000_000 - reserved  # only the reservation
+    assert _balance(database, principal) == 1_000_000 - reserved.amount  # only the reservation
 
     assert meter.flush() == 1 and meter.pending() == 0
     assert meter.flush() == 0
@@ -192,17 +194,41 @@ def test_close_flushes_everything_buffered(database):
         meter.record(
             _usage(principal, 1, 1, 400), database.run(meter.reserve, principal, "m", 1, 1)
         )
-    assert meter.pending() == 25
+    assert meter.pending() >= 25
     meter.close()
     assert meter.pending() == 0 and len(_rows(database, principal)) == 25
     assert _balance(database, principal) == 1_000_000 - 25 * 400
+
+
+def test_lease_serves_reservations_from_memory_and_returns_the_rest(database):
+    principal = _principal(database, 10_000_000)
+    meter = _meter(database)  # a block of 20 maximum costs
+    first = database.run(meter.reserve, principal, "m", 1, 1)
+    assert first == Hold(400, leased=True)
+    assert _balance(database, principal) == 10_000_000 - 20 * 400  # one UPDATE for the block
+    holds = [database.run(meter.reserve, principal, "m", 1, 1) for _ in range(19)]
+    assert all(h.leased for h in holds)
+    assert _balance(database, principal) == 10_000_000 - 20 * 400  # no SQL for these
+    for hold in [first, *holds]:
+        meter.record(_usage(principal, 1, 0, 100), hold)
+    assert meter.flush() == 20
+    assert _balance(database, principal) == 10_000_000 - 20 * 100  # unused part came back
+    assert meter.pending() == 0
+
+
+def test_no_lease_near_an_empty_balance(database):
+    principal = _principal(database, 4 * 20 * 400 - 1)  # below the floor of four blocks
+    meter = _meter(database)
+    hold = database.run(meter.reserve, principal, "m", 1, 1)
+    assert hold == Hold(400)  # exact, in the database
+    assert _balance(database, principal) == 4 * 20 * 400 - 1 - 400
 
 
 def test_full_batch_is_written_at_once(database):
     principal = _principal(database, 1_000_000)
     meter = _meter(database, PACKET_USAGE_BATCH_SIZE="5")
     for _ in range(5):
-        meter.record(_usage(principal, 1, 1, 400), 0)
+        meter.record(_usage(principal, 1, 1, 400), NO_HOLD)
     assert meter.pending() == 0 and len(_rows(database, principal)) == 5
 
 
@@ -257,8 +283,9 @@ def test_client_disconnect_is_metered_once_with_tokens_so_far():
         for n in (1, 2, 3)
     ]
     body, finished = _relay(pieces, hang=True)
+    events = iter(body)
     for _ in range(3):
-        next(body)
+        next(events)
     body.close()
     (result,) = finished
     assert result.disconnected and (result.prompt_tokens, result.completion_tokens) == (7, 3)
