@@ -8,7 +8,9 @@ line of stdout so scripts can capture it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
 
 import click
 from flask import Flask, current_app
@@ -19,13 +21,19 @@ from .config import ConfigError, dollars_to_micros
 from .reports import account_usage, account_view, dollars, parse_time
 from .upstream.client import validate_base_url
 
+T = TypeVar("T")
+
 accounts = AppGroup("accounts", help="Create, credit and list accounts.")
 keys_cli = AppGroup("keys", help="Create, revoke and list API keys.")
 endpoints = AppGroup("endpoints", help="Add, list and remove inference endpoints.")
 
 
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
+def _store(operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a store operation; its StoreError becomes a clean CLI error (exit 1, no traceback)."""
+    try:
+        return operation(*args, **kwargs)
+    except store.StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _amount(value: str) -> int:
@@ -50,10 +58,7 @@ def _tier(value: str) -> str:
 def accounts_create(name: str, tier: str | None, balance: str, default_model: str | None) -> None:
     """Create account NAME."""
     tier = _tier(tier or current_app.extensions["packet"].settings.default_tier)
-    try:
-        account = store.create_account(name, tier, _amount(balance), default_model)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    account = _store(store.create_account, name, tier, _amount(balance), default_model)
     click.echo(
         f"created account {account.name} (tier {account.tier}, balance ${dollars(account.balance_micros)})"
     )
@@ -64,10 +69,7 @@ def accounts_create(name: str, tier: str | None, balance: str, default_model: st
 @click.argument("amount")
 def accounts_credit(name: str, amount: str) -> None:
     """Add AMOUNT dollars to NAME's balance (negative removes)."""
-    try:
-        account = store.credit_account(name, _amount(amount))
-    except store.StoreError as exc:
-        _fail(str(exc))
+    account = _store(store.credit_account, name, _amount(amount))
     current_app.extensions["packet"].keys.invalidate()
     click.echo(f"{account.name}: balance ${dollars(account.balance_micros)}")
 
@@ -77,10 +79,7 @@ def accounts_credit(name: str, amount: str) -> None:
 @click.argument("tier")
 def accounts_set_tier(name: str, tier: str) -> None:
     """Move NAME to TIER."""
-    try:
-        account = store.update_account(name, tier=_tier(tier))
-    except store.StoreError as exc:
-        _fail(str(exc))
+    account = _store(store.update_account, name, tier=_tier(tier))
     current_app.extensions["packet"].keys.invalidate()
     click.echo(f"{account.name}: tier {account.tier}")
 
@@ -90,10 +89,7 @@ def accounts_set_tier(name: str, tier: str) -> None:
 @click.argument("model", required=False)
 def accounts_set_default_model(name: str, model: str | None) -> None:
     """Use MODEL for NAME's "auto" requests (no MODEL: clear it)."""
-    try:
-        account = store.update_account(name, default_model=model, clear_default_model=not model)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    account = _store(store.update_account, name, default_model=model, clear_default_model=not model)
     current_app.extensions["packet"].keys.invalidate()
     click.echo(f"{account.name}: default model {account.default_model or '-'}")
 
@@ -102,10 +98,7 @@ def accounts_set_default_model(name: str, model: str | None) -> None:
 @click.argument("name")
 def accounts_show(name: str) -> None:
     """NAME's tier, balance and default model, as JSON (the admin API's account object)."""
-    try:
-        account = store.get_account(name)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    account = _store(store.get_account, name)
     click.echo(json.dumps(account_view(account), indent=2))
 
 
@@ -124,10 +117,7 @@ def accounts_list() -> None:
 @click.option("--label", default=None, help="A note to recognise the key by.")
 def keys_create(name: str, label: str | None) -> None:
     """Create a key for NAME; the key is printed once, alone on the last line."""
-    try:
-        row, key = store.create_key(name, label)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    row, key = _store(store.create_key, name, label)
     click.echo(
         f"created key {row.prefix}… for {name}; store it now, it is not shown again:", err=True
     )
@@ -138,10 +128,7 @@ def keys_create(name: str, label: str | None) -> None:
 @click.argument("key_or_prefix")
 def keys_revoke(key_or_prefix: str) -> None:
     """Revoke a key by the full key or its display prefix."""
-    try:
-        row = store.revoke_key(key_or_prefix)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    row = _store(store.revoke_key, key_or_prefix)
     current_app.extensions["packet"].keys.invalidate()
     click.echo(f"revoked {row.prefix}…")
 
@@ -150,10 +137,7 @@ def keys_revoke(key_or_prefix: str) -> None:
 @click.argument("name")
 def keys_list(name: str) -> None:
     """NAME's keys: prefix, label, created, last used, revoked."""
-    try:
-        rows = store.list_keys(name)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    rows = _store(store.list_keys, name)
     for k in rows:
         click.echo(
             f"{k.prefix}…\tlabel={k.label or '-'}\tcreated={_iso(k.created_at)}"
@@ -171,10 +155,7 @@ def endpoints_add(name: str, url: str, upstream_key: str | None) -> None:
         base_url = validate_base_url(url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="URL") from None
-    try:
-        endpoint = store.add_endpoint(name, base_url, upstream_key)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    endpoint = _store(store.add_endpoint, name, base_url, upstream_key)
     current_app.extensions["packet"].keys.invalidate()
     click.echo(f"added endpoint {endpoint.id}: {endpoint.base_url}")
 
@@ -183,10 +164,7 @@ def endpoints_add(name: str, url: str, upstream_key: str | None) -> None:
 @click.argument("name")
 def endpoints_list(name: str) -> None:
     """NAME's endpoints."""
-    try:
-        rows = store.list_endpoints(name)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    rows = _store(store.list_endpoints, name)
     for e in rows:
         click.echo(f"{e.id}\t{e.base_url}\tupstream_key={'set' if e.upstream_key else '-'}")
 
@@ -196,10 +174,7 @@ def endpoints_list(name: str) -> None:
 @click.argument("endpoint_id", type=int)
 def endpoints_remove(name: str, endpoint_id: int) -> None:
     """Remove endpoint ENDPOINT_ID from NAME."""
-    try:
-        store.remove_endpoint(name, endpoint_id)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    _store(store.remove_endpoint, name, endpoint_id)
     current_app.extensions["packet"].keys.invalidate()
     click.echo(f"removed endpoint {endpoint_id}")
 
@@ -219,10 +194,7 @@ def usage(
         window = {"since": parse_time(since), "until": parse_time(until)}
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    try:
-        report = account_usage(name, model=model, **window)
-    except store.StoreError as exc:
-        _fail(str(exc))
+    report = _store(account_usage, name, model=model, **window)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
