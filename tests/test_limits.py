@@ -300,3 +300,14 @@ def test_request_headers_come_from_the_count_itself(limited, monkeypatch):
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Remaining"] == "2"
     assert calls == ["incr", "get"]
+
+
+def test_flask_limiter_adds_no_request_hooks(limited):
+    """Its hooks would apply no limit (packet.limits counts requests) but cost per request."""
+    hooks = [
+        *limited.before_request_funcs.get(None, []),
+        *limited.after_request_funcs.get(None, []),
+        *limited.teardown_request_funcs.get(None, []),
+    ]
+    modules = {getattr(getattr(hook, "func", hook), "__module__", "") for hook in hooks}
+    assert not any(module.startswith("flask_limiter") for module in modules), modules
