@@ -266,21 +266,23 @@ def rate_limit_headers(response: Response) -> Response:
     figures = tier_figures(current_app.extensions["packet"].settings, principal.tier)
     now = budget.clock()
     reset_at = budget.bounds(now)[1]
-    rpm, tpm = figures["rpm"], figures["tpm"]
+    rpm, tpm = str(figures["rpm"]), figures["tpm"]
     requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
+    requests_left = str(max(0, figures["rpm"] - requests_used))
     tokens_used, tokens_reset = _tokens_used(budget, principal.account_id, tpm, reset_at)
-    response.headers.update(
-        {
-            "X-RateLimit-Limit": str(rpm),
-            "X-RateLimit-Remaining": str(max(0, rpm - requests_used)),
-            "X-RateLimit-Reset": str(reset_at),
-            "x-ratelimit-limit-requests": str(rpm),
-            "x-ratelimit-remaining-requests": str(max(0, rpm - requests_used)),
-            "x-ratelimit-reset-requests": duration(reset_at - now),
-            "x-ratelimit-limit-tokens": str(tpm),
-            "x-ratelimit-remaining-tokens": str(max(0, tpm - tokens_used)),
-            "x-ratelimit-reset-tokens": duration(tokens_reset - now),
-        }
+    # None of these is set before: extend (append) costs half of update (replace).
+    response.headers.extend(
+        (
+            ("X-RateLimit-Limit", rpm),
+            ("X-RateLimit-Remaining", requests_left),
+            ("X-RateLimit-Reset", str(reset_at)),
+            ("x-ratelimit-limit-requests", rpm),
+            ("x-ratelimit-remaining-requests", requests_left),
+            ("x-ratelimit-reset-requests", duration(reset_at - now)),
+            ("x-ratelimit-limit-tokens", str(tpm)),
+            ("x-ratelimit-remaining-tokens", str(max(0, tpm - tokens_used))),
+            ("x-ratelimit-reset-tokens", duration(tokens_reset - now)),
+        )
     )
     return response
 
