@@ -257,8 +257,9 @@ def test_client_disconnect_is_metered_once_with_tokens_so_far():
         for n in (1, 2, 3)
     ]
     body, finished = _relay(pieces, hang=True)
+    events = iter(body)
     for _ in range(3):
-        next(body)
+        next(events)
     body.close()
     (result,) = finished
     assert result.disconnected and (result.prompt_tokens, result.completion_tokens) == (7, 3)
