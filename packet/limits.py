@@ -219,7 +219,7 @@ def _budget() -> TokenBudget:
 def request_key() -> str:
     """The request counter's identity: the account (auth put it on ``g``) and the window.
 
-    Also Flask-Limiter's key function, so a limit declared through it would key the same way.
+    Also Flask-Limiter's key function (it requires one).
     """
     return f"account:{g.principal.account_id}/{_budget().bounds()[0]}"
 
