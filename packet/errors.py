@@ -1,8 +1,8 @@
 """The error hierarchy and the one place that renders every error as OpenAI's envelope.
 
 Views and services raise :class:`APIError` subclasses; werkzeug's HTTP errors, marshmallow's
-validation errors, rate-limit breaches and anything unexpected are converted here, so a client
-only ever sees ``{"error": {"message", "type", "param", "code"}}`` — never HTML or a traceback.
+validation errors and anything unexpected are converted here, so a client only ever sees
+``{"error": {"message", "type", "param", "code"}}`` — never HTML or a traceback.
 """
 
 from __future__ import annotations
@@ -196,17 +196,11 @@ def render(error: APIError) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Route every exception Flask can see through :func:`render`."""
-    from flask_limiter import RateLimitExceeded as LimiterBreach
-    from redis.exceptions import RedisError
-
-    from .limits import breach_error, storage_error
     from .upstream.errors import UpstreamFailure
 
     app.register_error_handler(APIError, render)
-    app.register_error_handler(LimiterBreach, lambda exc: render(breach_error(exc)))
     app.register_error_handler(HTTPException, lambda exc: render(from_http_exception(exc)))
     app.register_error_handler(UpstreamFailure, lambda exc: render(from_upstream(exc)))
-    app.register_error_handler(RedisError, lambda exc: render(storage_error(exc)))
 
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error: %s", type(exc).__name__)

@@ -5,6 +5,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
+from .limits import request_key
+
 
 class Base(DeclarativeBase):
     """Declarative base shared by every table."""
@@ -14,11 +16,6 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 
 
-def _limit_key() -> str:
-    """Requests are limited per account and window (see :func:`packet.limits.request_key`)."""
-    from .limits import request_key
-
-    return request_key()
-
-
-limiter = Limiter(key_func=_limit_key, headers_enabled=False)
+# The limit storage only: the app runs without Flask-Limiter's request hooks (see
+# create_app), so its decorators would not apply; limits are applied in packet.limits.
+limiter = Limiter(key_func=request_key)

@@ -4,8 +4,12 @@ Both limits count in the same clock-aligned windows (``floor(now / window)``): t
 part of every key, so a window's reset time is known without asking the storage, both header
 families share it, and a token settlement always lands in the window that admitted the request.
 
-Flask-Limiter counts requests per account (fixed window). Tokens are only known when a request
-ends, which Flask-Limiter cannot see, so :class:`TokenBudget` does the part no library does:
+Requests are counted per account (fixed window) on Flask-Limiter's storage, under the key its
+shared limit would use, by :func:`count_request`: one atomic ``incr`` whose result is both the
+admission decision and the figure for the headers. (Flask-Limiter's own decorator resolved and
+parsed the tier's limit string on every request, and its yes/no hit left the headers one more
+storage read.) Tokens are only known when a request ends, which Flask-Limiter cannot see, so
+:class:`TokenBudget` does the part no library does:
 reserve an estimate at admission (one atomic ``incr`` on the same ``limits`` storage, shared
 through Redis) and settle it to the real usage when the request ends. A request is admitted
 while the counter is below the budget, so a concurrent burst overshoots by at most one
@@ -16,6 +20,7 @@ reservation, and once every request has settled the counter equals the real usag
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -24,12 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g
-from flask_limiter import RateLimitExceeded as LimiterBreach
+from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import Storage
 
 from .config import Settings
-from .errors import APIError, RateLimitExceeded, ServiceUnavailable
-from .extensions import limiter
+from .errors import RateLimitExceeded, ServiceUnavailable
 
 log = logging.getLogger("packet.limits")
 
@@ -100,6 +104,16 @@ class StorageGuard:
         """The policy for an admission that cannot be checked: return, or raise 503."""
         if not self.fail_open:
             raise ServiceUnavailable(STORAGE_DOWN)
+
+    def incr(self, key: str, expiry: int) -> int | None:
+        """Count one; None when the storage cannot (fail open), 503 when limits fail closed."""
+        if not self.available():
+            return self.unavailable()
+        try:
+            return self.storage.incr(key, expiry)
+        except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
+            self.failed(exc)
+            return self.unavailable()
 
     def read(self, key: str) -> int | None:
         """A counter, or None when the storage cannot say (never raises: headers use it)."""
@@ -203,53 +217,47 @@ def _budget() -> TokenBudget:
 
 
 def request_key() -> str:
-    """Flask-Limiter's key: the account (auth put it on ``g``) and the current window."""
+    """The request counter's identity: the account (auth put it on ``g``) and the window.
+
+    Also Flask-Limiter's key function (it requires one).
+    """
     return f"account:{g.principal.account_id}/{_budget().bounds()[0]}"
 
 
-def request_limit() -> str:
-    """Flask-Limiter's dynamic limit: the caller's tier rpm over the configured window."""
-    settings: Settings = current_app.extensions["packet"].settings
-    rpm = tier_figures(settings, g.principal.tier)["rpm"]
-    return f"{rpm} per {settings.limit_window_seconds} second"
+@functools.cache
+def _request_item(rpm: int, window: int) -> RateLimitItem:
+    """The tier's request limit, built once per figure rather than parsed per request."""
+    return RateLimitItemPerSecond(rpm, window)
 
 
-def skip_request_limit() -> bool:
-    """While the storage is known to be down: exempt (fail open) or 503 (fail closed).
+def count_request() -> None:
+    """Count the caller's request (fixed window, shared by every /v1 route); 429 over the rpm.
 
-    Flask-Limiter asks this for every route; only limited ones (a caller on ``g``) are concerned.
+    The key is the one Flask-Limiter's ``shared_limit(scope="v1")`` used, so counters carry over
+    a deploy. The count is kept on ``g`` for the headers, which then need no storage read.
     """
-    guard = _budget().guard
-    if g.get("principal") is None or guard.available():
-        return False
-    guard.unavailable()
-    return True
-
-
-def breach_error(exc: LimiterBreach) -> RateLimitExceeded:
-    """Flask-Limiter's breach as our 429 envelope, with Retry-After from the real reset."""
+    settings: Settings = current_app.extensions["packet"].settings
     budget = _budget()
-    reset_at = budget.bounds()[1]
-    wait = reset_at - budget.clock()
-    return RateLimitExceeded(
-        f"Rate limit reached for requests per minute: limit {exc.limit.limit.amount} per "
-        f"{budget.window}s. The limit resets in {math.ceil(wait)}s (at Unix time {reset_at}).",
-        limit_type="requests",
-        headers=retry_headers(wait),
-    )
-
-
-def storage_error(exc: Exception) -> APIError:
-    """A storage failure that escaped Flask-Limiter (fail closed): 503, counted and logged."""
-    _budget().guard.failed(exc)
-    return ServiceUnavailable(STORAGE_DOWN)
+    rpm = tier_figures(settings, g.principal.tier)["rpm"]
+    item = _request_item(rpm, budget.window)
+    count = budget.guard.incr(item.key_for(budget.prefix, request_key(), "v1"), item.get_expiry())
+    g.requests_counted = count
+    if count is not None and count > rpm:
+        reset_at = budget.bounds()[1]
+        wait = reset_at - budget.clock()
+        raise RateLimitExceeded(
+            f"Rate limit reached for requests per minute: limit {rpm} per {budget.window}s. "
+            f"The limit resets in {math.ceil(wait)}s (at Unix time {reset_at}).",
+            limit_type="requests",
+            headers=retry_headers(wait),
+        )
 
 
 def rate_limit_headers(response: Response) -> Response:
     """Both header families on every /v1 response of an authenticated caller.
 
-    Costs at most one storage read per family, and none where the figure is already known
-    (a reservation, a breach, a token 429).
+    The request count comes from this request's own hit; tokens cost one storage read unless the
+    figure is already known (a reservation, a token 429).
     """
     principal = g.get("principal")
     if principal is None:
@@ -258,33 +266,25 @@ def rate_limit_headers(response: Response) -> Response:
     figures = tier_figures(current_app.extensions["packet"].settings, principal.tier)
     now = budget.clock()
     reset_at = budget.bounds(now)[1]
-    rpm, tpm = figures["rpm"], figures["tpm"]
-    requests_used = _requests_used(budget.guard, rpm)
+    rpm, tpm = str(figures["rpm"]), figures["tpm"]
+    requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
+    requests_left = str(max(0, figures["rpm"] - requests_used))
     tokens_used, tokens_reset = _tokens_used(budget, principal.account_id, tpm, reset_at)
-    response.headers.update(
-        {
-            "X-RateLimit-Limit": str(rpm),
-            "X-RateLimit-Remaining": str(max(0, rpm - requests_used)),
-            "X-RateLimit-Reset": str(reset_at),
-            "x-ratelimit-limit-requests": str(rpm),
-            "x-ratelimit-remaining-requests": str(max(0, rpm - requests_used)),
-            "x-ratelimit-reset-requests": duration(reset_at - now),
-            "x-ratelimit-limit-tokens": str(tpm),
-            "x-ratelimit-remaining-tokens": str(max(0, tpm - tokens_used)),
-            "x-ratelimit-reset-tokens": duration(tokens_reset - now),
-        }
+    # None of these is set before: extend (append) costs half of update (replace).
+    response.headers.extend(
+        (
+            ("X-RateLimit-Limit", rpm),
+            ("X-RateLimit-Remaining", requests_left),
+            ("X-RateLimit-Reset", str(reset_at)),
+            ("x-ratelimit-limit-requests", rpm),
+            ("x-ratelimit-remaining-requests", requests_left),
+            ("x-ratelimit-reset-requests", duration(reset_at - now)),
+            ("x-ratelimit-limit-tokens", str(tpm)),
+            ("x-ratelimit-remaining-tokens", str(max(0, tpm - tokens_used))),
+            ("x-ratelimit-reset-tokens", duration(tokens_reset - now)),
+        )
     )
     return response
-
-
-def _requests_used(guard: StorageGuard, rpm: int) -> int:
-    current = limiter.current_limit
-    if current is None:  # not counted: the storage is down and limits fail open
-        return 0
-    if current.breached:
-        return rpm
-    count = guard.read(current.key)
-    return 0 if count is None else count
 
 
 def _tokens_used(budget: TokenBudget, account_id: int, tpm: int, reset_at: int) -> tuple[int, int]:
@@ -300,6 +300,5 @@ def _tokens_used(budget: TokenBudget, account_id: int, tpm: int, reset_at: int) 
 
 def init_blueprint(bp: Blueprint) -> None:
     """Apply the tier request limit (one counter shared by every route) and the headers."""
-    limiter.shared_limit(request_limit, scope="v1")(bp)
-    limiter.request_filter(skip_request_limit)
+    bp.before_request(count_request)
     bp.after_request(rate_limit_headers)

@@ -270,3 +270,44 @@ def test_cli_accepts_any_configured_tier(limited):
     result = runner.invoke(args=["accounts", "create", "other", "--tier", "gold"])
     assert result.exit_code != 0
     assert "unknown tier 'gold'" in result.output
+
+
+def test_request_headers_come_from_the_count_itself(limited, monkeypatch):
+    """One storage call counts the request; only the token figure is read for the headers."""
+    storage = limited.extensions["packet"].tokens.storage
+    calls: list[str] = []
+    depth = 0
+
+    def counted(name):
+        method = getattr(storage, name)
+
+        def call(*args, **kwargs):
+            nonlocal depth
+            if not depth:  # the storage's own nested calls are not round trips
+                calls.append(name)
+            depth += 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth -= 1
+
+        return call
+
+    for name in ("incr", "get", "get_expiry"):
+        monkeypatch.setattr(storage, name, counted(name))
+    key = make_key(limited, "tiny")
+    response = limited.test_client().get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+    assert calls == ["incr", "get"]
+
+
+def test_flask_limiter_adds_no_request_hooks(limited):
+    """Its hooks would apply no limit (packet.limits counts requests) but cost per request."""
+    hooks = [
+        *limited.before_request_funcs.get(None, []),
+        *limited.after_request_funcs.get(None, []),
+        *limited.teardown_request_funcs.get(None, []),
+    ]
+    modules = {getattr(getattr(hook, "func", hook), "__module__", "") for hook in hooks}
+    assert not any(module.startswith("flask_limiter") for module in modules), modules
