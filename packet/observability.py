@@ -6,11 +6,13 @@ Metrics work with several gunicorn workers through prometheus-client's multiproc
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import time
 import uuid
+from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import (
@@ -51,14 +53,25 @@ def metrics() -> Response:
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 
+_PROMPT_TOKENS = TOKENS.labels("prompt")
+_COMPLETION_TOKENS = TOKENS.labels("completion")
+
+
+@functools.lru_cache(maxsize=1024)
+def _series(route: str, status: int) -> tuple[Any, Any]:
+    """The labelled children for a route and status, resolved once (labels() is not free)."""
+    return REQUESTS.labels(route, str(status)), LATENCY.labels(route)
+
+
 def observe(route: str, status: int, seconds: float, prompt: int = 0, completion: int = 0) -> None:
     """Count one finished request."""
-    REQUESTS.labels(route, str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    requests, latency = _series(route, status)
+    requests.inc()
+    latency.observe(seconds)
     if prompt:
-        TOKENS.labels("prompt").inc(prompt)
+        _PROMPT_TOKENS.inc(prompt)
     if completion:
-        TOKENS.labels("completion").inc(completion)
+        _COMPLETION_TOKENS.inc(completion)
 
 
 def _begin() -> None:

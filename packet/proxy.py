@@ -21,7 +21,7 @@ from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError
 from .limits import TokenReservation, tier_figures
 from .metering import Hold, cost_micros
 from .runtime import Runtime, runtime
-from .schemas import first_error
+from .schemas import errors_for, first_error
 from .upstream.discovery import EndpointState, Target
 from .upstream.errors import BadGateway, ConnectFailed, UpstreamFailure
 from .upstream.relay import StreamResult, relay_sse
@@ -42,7 +42,7 @@ def parse_body(schema: Schema) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    errors = schema.validate(body)
+    errors = errors_for(schema, body)
     if errors:
         _raise(errors)
     return body

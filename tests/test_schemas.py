@@ -2,18 +2,22 @@
 
 import pytest
 
-from packet.schemas import CHAT, COMPLETION, first_error
+from packet.schemas import CHAT, COMPLETION, errors_for, first_error
 
 MSG = [{"role": "user", "content": "Hello!"}]
 
 
 def chat_error(**fields):
-    errors = CHAT.validate({"messages": MSG} | fields)
+    body = {"messages": MSG} | fields
+    errors = CHAT.validate(body)
+    assert errors_for(CHAT, body) == errors  # the request path's fast validation agrees
     return first_error(errors) if errors else None
 
 
 def completion_error(**fields):
-    errors = COMPLETION.validate({"prompt": "Hi"} | fields)
+    body = {"prompt": "Hi"} | fields
+    errors = COMPLETION.validate(body)
+    assert errors_for(COMPLETION, body) == errors
     return first_error(errors) if errors else None
 
 
@@ -130,6 +134,7 @@ def test_chat_rejects(fields, param):
 )
 def test_messages_rejected(messages, param):
     errors = CHAT.validate({"messages": messages})
+    assert errors_for(CHAT, {"messages": messages}) == errors
     assert errors
     assert first_error(errors)[0] == param
 
@@ -181,6 +186,8 @@ def test_completion_prompts_rejected(prompt):
 
 def test_completion_requires_prompt():
     assert first_error(COMPLETION.validate({}))[0] == "prompt"
+    assert first_error(errors_for(COMPLETION, {"max_tokens": 0}))[0] in ("max_tokens", "prompt")
+    assert "prompt" in errors_for(COMPLETION, {"max_tokens": 0})
 
 
 @pytest.mark.parametrize(
