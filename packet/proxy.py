@@ -181,6 +181,12 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
 
 
 def _max_tokens(rt: Runtime, body: dict[str, Any], target: Target) -> int:
+    """Completion tokens assumed for the token budget's reservation (one choice).
+
+    Unlike the money hold (:func:`_completion_cap`), an unset ``max_tokens`` is estimated with
+    ``PACKET_DEFAULT_MAX_TOKENS``: the reservation is settled within the minute, and reserving a
+    whole context length would refuse callers who are far from their budget.
+    """
     explicit = body.get("max_completion_tokens") or body.get("max_tokens")
     if explicit:
         return int(explicit)
