@@ -4,7 +4,9 @@ Admission reserves the request's maximum cost so concurrent requests cannot driv
 below zero. To keep SQL off the hot path, a worker leases a block of an account's balance (the
 maximum cost of ``PACKET_BALANCE_LEASE`` requests) with one atomic ``UPDATE … WHERE balance >=
 4 × block`` and serves reservations from it in memory; the unused part goes back to the
-database with the next usage flush. Near an empty balance no block is granted and each request
+database with the next usage flush. A busy account's block doubles each time the worker runs
+out of it between two flushes (up to 16×) and halves at each flush, so a worker takes a lease a
+few times per flush interval whatever its request rate. Near an empty balance no block is granted and each request
 reserves exactly, with ``UPDATE … WHERE balance > 0`` — so a balance never ends below −(one
 request's maximum cost), whatever the concurrency.
 
@@ -53,6 +55,7 @@ class Hold:
 
 NO_HOLD = Hold(0)
 _LEASE_FLOOR = 4
+_LEASE_GROWTH = 16
 
 
 class Meter:
@@ -68,6 +71,7 @@ class Meter:
         self._settlements: list[store.Settlement] = []
         self._touched: dict[int, float] = {}
         self._leases: dict[int, int] = {}
+        self._scale: dict[int, int] = {}
         self._lock = threading.Lock()
         self._loop: gevent.Greenlet | None = None
         self.synchronous = settings.usage_flush_interval <= 0
@@ -82,17 +86,27 @@ class Meter:
         if not amount:
             return NO_HOLD
         account = principal.account_id
-        if self._take(account, amount):
+        if self._take(account, amount) or self._lease(account, amount):
             return Hold(amount, leased=True)
-        block = amount * self.settings.balance_lease
-        if block > amount and store.lease_balance(account, block, _LEASE_FLOOR * block):
-            with self._lock:
-                self._leases[account] = self._leases.get(account, 0) + block
-            if self._take(account, amount):
-                return Hold(amount, leased=True)
         if not store.reserve_balance(account, amount):
             raise InsufficientQuota()
         return Hold(amount)
+
+    def _lease(self, account: int, amount: int) -> bool:
+        """Lease a block and take ``amount`` from it; a grown block falls back to the base one."""
+        base = amount * self.settings.balance_lease
+        if base <= amount:
+            return False
+        scale = self._scale.get(account, 1)
+        for size in dict.fromkeys((scale, 1)):
+            block = base * size
+            if store.lease_balance(account, block, _LEASE_FLOOR * block):
+                with self._lock:
+                    self._leases[account] = self._leases.get(account, 0) + block
+                    self._scale[account] = min(size * 2, _LEASE_GROWTH)
+                return self._take(account, amount)
+        self._scale.pop(account, None)
+        return False
 
     def _take(self, account: int, amount: int) -> bool:
         with self._lock:
@@ -151,6 +165,7 @@ class Meter:
         with self._lock:
             records, self._records = self._records, []
             leases, self._leases = self._leases, {}
+            self._scale = {a: s // 2 for a, s in self._scale.items() if s > 2}
             settlements = self._settlements + [
                 store.Settlement(account, left, 0) for account, left in leases.items() if left
             ]

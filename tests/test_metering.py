@@ -216,6 +216,32 @@ def test_lease_serves_reservations_from_memory_and_returns_the_rest(database):
     assert meter.pending() == 0
 
 
+def test_a_busy_worker_leases_bigger_blocks_until_the_next_flush(database):
+    principal = _principal(database, 100_000_000)
+    meter = _meter(database)  # blocks of 20, 40, 80 … maximum costs
+    holds = [database.run(meter.reserve, principal, "m", 1, 1) for _ in range(61)]
+    assert all(h.leased for h in holds)
+    # 20 + 40 held by two leases, the 61st request took a third one of 80
+    assert _balance(database, principal) == 100_000_000 - (20 + 40 + 80) * 400
+    for hold in holds:
+        meter.record(_usage(principal, 1, 0, 100), hold)
+    meter.flush()
+    assert _balance(database, principal) == 100_000_000 - 61 * 100
+    database.run(meter.reserve, principal, "m", 1, 1)  # after a flush the block halves: 80
+    assert _balance(database, principal) == 100_000_000 - 61 * 100 - 80 * 400
+
+
+def test_a_grown_block_falls_back_to_the_base_block_near_the_floor(database):
+    principal = _principal(database, 5 * 20 * 400)  # too little for a doubled block
+    meter = _meter(database)
+    holds = [database.run(meter.reserve, principal, "m", 1, 1) for _ in range(21)]
+    assert all(h.leased for h in holds)
+    assert _balance(database, principal) == 3 * 20 * 400  # two base blocks
+    for _ in range(20):
+        database.run(meter.reserve, principal, "m", 1, 1)
+    assert _balance(database, principal) == 3 * 20 * 400 - 400  # below the floor: exact
+
+
 def test_no_lease_near_an_empty_balance(database):
     principal = _principal(database, 4 * 20 * 400 - 1)  # below the floor of four blocks
     meter = _meter(database)
