@@ -64,7 +64,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     """Bind extensions and build the per-worker runtime. Order matters: see comments."""
     from . import auth, observability
     from .extensions import db, limiter, migrate
-    from .limits import StorageGuard, TokenBudget
+    from .limits import StorageGuard, WindowLimits
     from .metering import Meter
     from .runtime import Runtime
     from .upstream.client import UpstreamClient
@@ -101,7 +101,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             cooloff=settings.unhealthy_cooloff,
             warmup_timeout=settings.warmup_timeout,
         ),
-        tokens=TokenBudget(
+        limits=WindowLimits(
             limiter.storage,
             settings.limit_window_seconds,
             prefix=settings.limit_key_prefix,

@@ -1,25 +1,26 @@
-"""Tier limits: requests/min through Flask-Limiter, tokens/min through a small token budget.
+"""Tier limits: requests and tokens per minute, on Flask-Limiter's storage.
 
 Both limits count in the same clock-aligned windows (``floor(now / window)``): the window is
 part of every key, so a window's reset time is known without asking the storage, both header
 families share it, and a token settlement always lands in the window that admitted the request.
 
-Requests are counted per account (fixed window) on Flask-Limiter's storage, under the key its
-shared limit would use, by :func:`count_request`: one atomic ``incr`` whose result is both the
-admission decision and the figure for the headers. (Flask-Limiter's own decorator resolved and
-parsed the tier's limit string on every request, and its yes/no hit left the headers one more
-storage read.) Tokens are only known when a request ends, which Flask-Limiter cannot see, so
-:class:`TokenBudget` does the part no library does:
-reserve an estimate at admission (one atomic ``incr`` on the same ``limits`` storage, shared
-through Redis) and settle it to the real usage when the request ends. A request is admitted
-while the counter is below the budget, so a concurrent burst overshoots by at most one
-reservation, and once every request has settled the counter equals the real usage.
+Flask-Limiter supplies the storage (``memory://``, Redis …) from its config; its own per-route
+hooks would resolve and parse the tier's limit string on every request and leave the headers
+one more read, so :func:`admit` does the per-account work instead. Tokens are only known when a
+request ends, which Flask-Limiter cannot see, so :class:`WindowLimits` does the part no library
+does: it counts the request and reserves an estimate of its tokens in one storage call
+(:mod:`packet.counters`), and settles the reservation to the real usage when the request ends.
+A request is admitted while the token counter is below the budget, so a concurrent burst
+overshoots by at most one reservation, and once every request has settled the counter equals
+the real usage. Completions are counted where their estimate is known (after validation and
+routing); every other /v1 request is counted before its view.
 
 :class:`StorageGuard` applies the policy when the storage (Redis) is unreachable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -28,12 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g
+import gevent
+from flask import Blueprint, Response, current_app, g, request
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import Storage
 
 from .config import Settings
-from .errors import RateLimitExceeded, ServiceUnavailable
+from .counters import Settlement, counters_for
+from .errors import APIError, RateLimitExceeded, ServiceUnavailable
 
 log = logging.getLogger("packet.limits")
 
@@ -128,17 +131,25 @@ class StorageGuard:
 
 @dataclass
 class TokenReservation:
-    """Tokens held for one request in one window, to be settled to the real usage."""
+    """One admission: the window's counters after it, and the tokens held for the request."""
 
     key: str
     reserved: int
     reset_at: int
     counter: int
+    requests: int = 0
+    admitted: bool = True
     settled: bool = False
 
 
-class TokenBudget:
-    """Clock-aligned windows, and tokens-per-window admission and settlement in them."""
+class WindowLimits:
+    """Requests and tokens per clock-aligned window: admission, settlement, figures.
+
+    A request is counted and its tokens reserved in one storage call (:mod:`packet.counters`).
+    On Redis, settlements wait in a per-worker queue and ride along with the worker's next
+    admission — so the next request of the same caller through this worker always sees them —
+    or are written by a timer ``flush_delay`` later when no request comes.
+    """
 
     def __init__(
         self,
@@ -148,44 +159,80 @@ class TokenBudget:
         prefix: str,
         guard: StorageGuard,
         clock: Callable[[], float] = time.time,
+        flush_delay: float = 0.05,
     ) -> None:
         self.storage = storage
+        self.counters = counters_for(storage)
         self.window = window
         self.prefix = prefix
         self.guard = guard
         self.clock = clock
+        self.flush_delay = flush_delay
+        self._queue: dict[str, list[int]] = {}  # token key → [delta, window reset]
+        self._flusher: gevent.Greenlet | None = None
 
     def bounds(self, now: float | None = None) -> tuple[int, int]:
         """(start, reset) of the current window, in Unix seconds."""
         start = int((self.clock() if now is None else now) // self.window) * self.window
         return start, start + self.window
 
-    def _key(self, account_id: int) -> tuple[str, int]:
-        start, reset_at = self.bounds()
-        return f"{self.prefix}/tpm/{account_id}/{start}", reset_at
+    def _token_key(self, account_id: int, start: int) -> str:
+        return f"{self.prefix}/tpm/{account_id}/{start}"
 
-    def admit(self, account_id: int, tpm: int, estimate: int) -> TokenReservation | None:
-        """Reserve ``estimate`` tokens, or raise 429 when the window's budget is spent."""
-        key, reset_at = self._key(account_id)
+    def _request_key(self, account_id: int, rpm: int, start: int) -> str:
+        """The key Flask-Limiter's ``shared_limit(scope="v1")`` used, so counts survive a deploy."""
+        item = _request_item(rpm, self.window)
+        return item.key_for(self.prefix, f"account:{account_id}/{start}", "v1")
+
+    def admit(
+        self, account_id: int, *, rpm: int, tpm: int, estimate: int | None
+    ) -> TokenReservation | None:
+        """Count one request and reserve ``estimate`` tokens (None: count only).
+
+        The result says whether the request is admitted (see :meth:`refusal`); None when the
+        storage is down and limits fail open (503 when they fail closed).
+        """
+        start, reset_at = self.bounds()
+        key = self._token_key(account_id, start)
         if not self.guard.available():
             return self.guard.unavailable()
+        settlements = self._take(_CARRIED)
         try:
-            counter = self.storage.incr(key, self.window + 5, amount=estimate)
-            if counter - estimate >= tpm:
-                self.storage.incr(key, self.window + 5, amount=-estimate)
+            result = self.counters.admit(
+                self._request_key(account_id, rpm, start),
+                key,
+                rpm=rpm,
+                tpm=tpm,
+                estimate=estimate,
+                ttls=(self.window, self.window + 5),
+                settlements=settlements,
+            )
         except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
+            self._put_back(settlements)
             self.guard.failed(exc)
             return self.guard.unavailable()
-        if counter - estimate >= tpm:
-            wait = reset_at - self.clock()
-            raise RateLimitExceeded(
-                f"Rate limit reached for tokens per minute: limit {tpm} per {self.window}s, "
-                f"used {counter - estimate}. The limit resets in {math.ceil(wait)}s (at Unix "
-                f"time {reset_at}).",
-                limit_type="tokens",
+        held = (estimate or 0) if result.admitted else 0
+        return TokenReservation(
+            key, held, reset_at, result.tokens, result.requests, result.admitted, not held
+        )
+
+    def refusal(self, reservation: TokenReservation, rpm: int, tpm: int) -> RateLimitExceeded:
+        """The 429 for a refused admission: which limit, and when it resets."""
+        wait = reservation.reset_at - self.clock()
+        if reservation.requests > rpm:
+            return RateLimitExceeded(
+                f"Rate limit reached for requests per minute: limit {rpm} per {self.window}s. "
+                f"The limit resets in {math.ceil(wait)}s (at Unix time {reservation.reset_at}).",
+                limit_type="requests",
                 headers=retry_headers(wait),
             )
-        return TokenReservation(key, estimate, reset_at, counter)
+        return RateLimitExceeded(
+            f"Rate limit reached for tokens per minute: limit {tpm} per {self.window}s, "
+            f"used {reservation.counter}. The limit resets in {math.ceil(wait)}s (at Unix "
+            f"time {reservation.reset_at}).",
+            limit_type="tokens",
+            headers=retry_headers(wait),
+        )
 
     def settle(self, reservation: TokenReservation | None, actual: int) -> None:
         """Replace the reservation by the real usage (once; later calls do nothing)."""
@@ -193,17 +240,63 @@ class TokenBudget:
             return
         reservation.settled = True
         delta = actual - reservation.reserved
-        if delta and self.guard.available():
+        if not delta:
+            return
+        reservation.counter += delta
+        if self.counters.batches_settlements:
+            queued = self._queue.setdefault(reservation.key, [0, reservation.reset_at])
+            queued[0] += delta
+            self._schedule(self.flush_delay)
+        elif self.guard.available():
             try:
-                reservation.counter = self.storage.incr(
-                    reservation.key, self.window + 5, amount=delta
-                )
+                self.counters.settle([(reservation.key, delta)], self.window + 5)
             except Exception as exc:  # noqa: BLE001 - settling never fails a response
                 self.guard.failed(exc)
 
+    def flush(self) -> None:
+        """Write every queued settlement now (the timer, and a worker's shutdown)."""
+        self._flusher = None
+        if not self._queue or not self.guard.available():
+            if self._queue:
+                self._schedule(self.guard.pause)
+            return
+        settlements = self._take(None)
+        try:
+            self.counters.settle(settlements, self.window + 5)
+        except Exception as exc:  # noqa: BLE001 - kept for the next try
+            self._put_back(settlements)
+            self.guard.failed(exc)
+            self._schedule(self.guard.pause)
+
+    def _schedule(self, delay: float) -> None:
+        if self._flusher is None:
+            self._flusher = gevent.spawn_later(delay, self.flush)
+
+    def _take(self, limit: int | None) -> list[Settlement]:
+        """Up to ``limit`` queued settlements, dropping those whose window has ended."""
+        if not self._queue:
+            return []
+        now = self.clock()
+        taken: list[Settlement] = []
+        for key in list(self._queue)[:limit]:
+            delta, reset_at = self._queue.pop(key)
+            if delta and reset_at + 5 > now:
+                taken.append((key, delta))
+        return taken
+
+    def _put_back(self, settlements: list[Settlement]) -> None:
+        reset_at = self.bounds()[1]
+        for key, delta in settlements:
+            self._queue.setdefault(key, [0, reset_at])[0] += delta
+
     def used(self, account_id: int) -> int | None:
         """Tokens counted in the account's current window (None when the storage can't say)."""
-        return self.guard.read(self._key(account_id)[0])
+        key = self._token_key(account_id, self.bounds()[0])
+        stored = self.guard.read(key)
+        return None if stored is None else stored + self._queue.get(key, (0,))[0]
+
+
+_CARRIED = 64  # settlements carried by one admission at most
 
 
 def retry_headers(wait: float) -> dict[str, str]:
@@ -212,16 +305,13 @@ def retry_headers(wait: float) -> dict[str, str]:
     return {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
 
 
-def _budget() -> TokenBudget:
-    return current_app.extensions["packet"].tokens
+def _limits() -> WindowLimits:
+    return current_app.extensions["packet"].limits
 
 
 def request_key() -> str:
-    """The request counter's identity: the account (auth put it on ``g``) and the window.
-
-    Also Flask-Limiter's key function (it requires one).
-    """
-    return f"account:{g.principal.account_id}/{_budget().bounds()[0]}"
+    """The caller's request counter identity (Flask-Limiter requires a key function)."""
+    return f"account:{g.principal.account_id}/{_limits().bounds()[0]}"
 
 
 @functools.cache
@@ -230,46 +320,60 @@ def _request_item(rpm: int, window: int) -> RateLimitItem:
     return RateLimitItemPerSecond(rpm, window)
 
 
-def count_request() -> None:
-    """Count the caller's request (fixed window, shared by every /v1 route); 429 over the rpm.
+def admit(estimate: int | None) -> TokenReservation | None:
+    """Count the caller's request and reserve ``estimate`` tokens; 429 over either limit.
 
-    The key is the one Flask-Limiter's ``shared_limit(scope="v1")`` used, so counters carry over
-    a deploy. The count is kept on ``g`` for the headers, which then need no storage read.
+    The counts are kept on ``g`` for the headers, which then need no storage read.
     """
-    settings: Settings = current_app.extensions["packet"].settings
-    budget = _budget()
-    rpm = tier_figures(settings, g.principal.tier)["rpm"]
-    item = _request_item(rpm, budget.window)
-    count = budget.guard.incr(item.key_for(budget.prefix, request_key(), "v1"), item.get_expiry())
-    g.requests_counted = count
-    if count is not None and count > rpm:
-        reset_at = budget.bounds()[1]
-        wait = reset_at - budget.clock()
-        raise RateLimitExceeded(
-            f"Rate limit reached for requests per minute: limit {rpm} per {budget.window}s. "
-            f"The limit resets in {math.ceil(wait)}s (at Unix time {reset_at}).",
-            limit_type="requests",
-            headers=retry_headers(wait),
-        )
+    limits = _limits()
+    figures = tier_figures(current_app.extensions["packet"].settings, g.principal.tier)
+    reservation = limits.admit(
+        g.principal.account_id, rpm=figures["rpm"], tpm=figures["tpm"], estimate=estimate
+    )
+    g.token_reservation = reservation
+    g.requests_counted = None if reservation is None else reservation.requests
+    if reservation is not None and not reservation.admitted:
+        raise limits.refusal(reservation, figures["rpm"], figures["tpm"])
+    return reservation
+
+
+def counted_at_admission(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that calls :func:`admit` itself, with its token estimate, once it has one.
+
+    Counting the request there too makes one storage call of the two; a request that fails
+    before it gets there is counted with the headers.
+    """
+    view.counted_at_admission = True  # type: ignore[attr-defined]
+    return view
+
+
+def count_request() -> None:
+    """Count the caller's request (one counter shared by every /v1 route); 429 over the rpm."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not getattr(view, "counted_at_admission", False):
+        admit(None)
 
 
 def rate_limit_headers(response: Response) -> Response:
     """Both header families on every /v1 response of an authenticated caller.
 
-    The request count comes from this request's own hit; tokens cost one storage read unless the
-    figure is already known (a reservation, a token 429).
+    The figures come from this request's own admission; a request that ended before it (bad
+    body, unknown model) is counted here, and a storage failure then only costs the headers.
     """
     principal = g.get("principal")
     if principal is None:
         return response
-    budget = _budget()
+    if "requests_counted" not in g:
+        with contextlib.suppress(APIError):
+            admit(None)
+    limits = _limits()
     figures = tier_figures(current_app.extensions["packet"].settings, principal.tier)
-    now = budget.clock()
-    reset_at = budget.bounds(now)[1]
+    now = limits.clock()
+    reset_at = limits.bounds(now)[1]
     rpm, tpm = str(figures["rpm"]), figures["tpm"]
     requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
     requests_left = str(max(0, figures["rpm"] - requests_used))
-    tokens_used, tokens_reset = _tokens_used(budget, principal.account_id, tpm, reset_at)
+    tokens_used, tokens_reset = _tokens_used(limits, principal.account_id, tpm, reset_at)
     # None of these is set before: extend (append) costs half of update (replace).
     response.headers.extend(
         (
@@ -287,18 +391,18 @@ def rate_limit_headers(response: Response) -> Response:
     return response
 
 
-def _tokens_used(budget: TokenBudget, account_id: int, tpm: int, reset_at: int) -> tuple[int, int]:
+def _tokens_used(limits: WindowLimits, account_id: int, tpm: int, reset_at: int) -> tuple[int, int]:
     reservation: TokenReservation | None = g.get("token_reservation")
     if reservation is not None:
         return reservation.counter, reservation.reset_at
     error: Any = g.get("error")
     if isinstance(error, RateLimitExceeded) and error.type == "tokens":
         return tpm, reset_at
-    used = budget.used(account_id)
+    used = limits.used(account_id)
     return 0 if used is None else used, reset_at
 
 
 def init_blueprint(bp: Blueprint) -> None:
-    """Apply the tier request limit (one counter shared by every route) and the headers."""
+    """Apply the tier limits (one request counter shared by every route) and the headers."""
     bp.before_request(count_request)
     bp.after_request(rate_limit_headers)

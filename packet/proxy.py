@@ -15,10 +15,10 @@ import orjson
 from flask import Response, g, request
 from marshmallow import Schema
 
-from . import observability
+from . import limits, observability
 from .auth import Principal
 from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError, from_upstream
-from .limits import TokenReservation, tier_figures
+from .limits import TokenReservation
 from .metering import Hold, cost_micros
 from .runtime import Runtime, runtime
 from .schemas import errors_for, first_error
@@ -98,7 +98,7 @@ class Call:
         self.done = True
         if self.holds_endpoint:
             self.target.state.inflight -= 1
-        self.rt.tokens.settle(self.tokens, prompt + completion)
+        self.rt.limits.settle(self.tokens, prompt + completion)
         latency = time.perf_counter() - self.started
         usage = {
             "request_id": self.request_id,
@@ -132,18 +132,13 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
     stream = body.get("stream") is True
     prompt_estimate = len(request.get_data(cache=True)) // 4 + 1
     max_tokens = _max_tokens(rt, body, target)
-    tokens = rt.tokens.admit(
-        principal.account_id,
-        tier_figures(rt.settings, principal.tier)["tpm"],
-        prompt_estimate + max_tokens,
-    )
-    g.token_reservation = tokens
+    tokens = limits.admit(prompt_estimate + max_tokens)
     try:
         hold = rt.meter.reserve(
             principal, target.model, prompt_estimate, _completion_cap(rt, body, target)
         )
     except Exception:
-        rt.tokens.settle(tokens, 0)
+        rt.limits.settle(tokens, 0)
         raise
 
     client_options = body.get("stream_options") or {}

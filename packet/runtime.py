@@ -16,7 +16,7 @@ from flask import current_app
 
 from .auth import KeyCache
 from .config import Settings
-from .limits import TokenBudget
+from .limits import WindowLimits
 from .metering import Meter
 from .upstream.client import UpstreamClient
 from .upstream.discovery import Discovery
@@ -28,7 +28,7 @@ class Runtime:
     keys: KeyCache
     client: UpstreamClient
     discovery: Discovery
-    tokens: TokenBudget
+    limits: WindowLimits
     meter: Meter
     started: bool = field(default=False)
     streams: weakref.WeakSet = field(default_factory=weakref.WeakSet)
@@ -78,6 +78,7 @@ class Runtime:
     def close(self) -> None:
         """Flush usage and stop background work (gunicorn's worker_exit and atexit)."""
         self.discovery.stop()
+        self.limits.flush()
         self.meter.close()
 
 

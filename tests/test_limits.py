@@ -1,15 +1,19 @@
-"""Tier limits without a server: the token budget on a controlled clock, the storage policy,
-and the request limit, headers and 429s through Flask's test client (live: test_limits_live)."""
+"""Tier limits without a server: the window counters on a controlled clock (in memory and, when
+reachable, on Redis through the admission script), the storage policy, and the request limit,
+headers and 429s through Flask's test client (live: test_limits_live)."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from conftest import REDIS_URL
 from flask_migrate import upgrade
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 
 from packet import create_app, store
 from packet.errors import RateLimitExceeded, ServiceUnavailable
-from packet.limits import StorageGuard, TokenBudget, duration
+from packet.limits import StorageGuard, WindowLimits, duration
 
 RATE_HEADERS = (
     "X-RateLimit-Limit",
@@ -60,7 +64,7 @@ class BrokenStorage(MemoryStorage):
         return not self.down
 
 
-def budget(storage=None, *, fail_open=True, clock=None, errors=None):
+def budget(storage=None, *, fail_open=True, clock=None, errors=None, prefix="t"):
     storage = storage or MemoryStorage()
     clock = clock or Clock()
     guard = StorageGuard(
@@ -69,7 +73,25 @@ def budget(storage=None, *, fail_open=True, clock=None, errors=None):
         on_error=(lambda: errors.append(1)) if errors is not None else (lambda: None),
         clock=clock,
     )
-    return TokenBudget(storage, 60, prefix="t", guard=guard, clock=clock)
+    return WindowLimits(storage, 60, prefix=prefix, guard=guard, clock=clock)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def tokens(request):
+    """Window limits on each storage: memory (call by call), Redis (one script per admission)."""
+    if request.param == "memory":
+        return budget()
+    if not REDIS_URL:
+        pytest.skip("TEST_REDIS_URL not set (no Redis on this machine)")
+    return budget(storage_from_string(REDIS_URL), prefix=f"test-{uuid.uuid4().hex[:8]}")
+
+
+def take(limits, account, *, tpm, estimate, rpm=1_000_000):
+    """Admit like a completion does: the reservation, or the 429 raised."""
+    reservation = limits.admit(account, rpm=rpm, tpm=tpm, estimate=estimate)
+    if reservation is not None and not reservation.admitted:
+        raise limits.refusal(reservation, rpm, tpm)
+    return reservation
 
 
 @pytest.mark.parametrize(
@@ -83,54 +105,76 @@ def test_duration_is_openai_format(seconds, text):
 # --- token budget -------------------------------------------------------------------------------
 
 
-def test_spent_budget_refuses_until_the_window_resets():
-    clock = Clock()
-    tokens = budget(clock=clock)
-    first = tokens.admit(1, tpm=100, estimate=80)
+def test_spent_budget_refuses_until_the_window_resets(tokens):
+    first = take(tokens, 1, tpm=100, estimate=80)
     tokens.settle(first, 120)  # real usage may exceed the estimate: it is what counts
     assert tokens.used(1) == 120
     with pytest.raises(RateLimitExceeded) as refused:
-        tokens.admit(1, tpm=100, estimate=10)
+        take(tokens, 1, tpm=100, estimate=10)
     assert refused.value.type == "tokens"
     assert refused.value.headers["Retry-After"] == "50"  # 10 s into a 60 s window
     assert refused.value.headers["retry-after-ms"] == "50000"
     assert "resets in 50s" in refused.value.message
     assert tokens.used(1) == 120, "a refused request consumes nothing"
-    clock.now += 50
-    assert tokens.admit(1, tpm=100, estimate=10) is not None
+    tokens.clock.now += 50
+    assert take(tokens, 1, tpm=100, estimate=10) is not None
 
 
-def test_settlement_lands_in_the_admitting_window():
-    clock = Clock()
-    tokens = budget(clock=clock)
-    held = tokens.admit(7, tpm=1000, estimate=500)
-    clock.now += 60  # the stream ends in the next window
+def test_requests_and_tokens_are_counted_in_one_admission(tokens):
+    counted = [tokens.admit(3, rpm=2, tpm=100, estimate=10) for _ in range(3)]
+    assert [(r.requests, r.counter, r.admitted) for r in counted] == [
+        (1, 10, True),
+        (2, 20, True),
+        (3, 20, False),  # over the rpm: counted, no tokens reserved
+    ]
+    with pytest.raises(RateLimitExceeded) as refused:
+        raise tokens.refusal(counted[2], 2, 100)
+    assert refused.value.type == "requests"
+    over = tokens.admit(3, rpm=2, tpm=100, estimate=None)
+    assert (over.requests, over.counter, over.admitted) == (4, 20, False)
+    only_counted = tokens.admit(4, rpm=2, tpm=0, estimate=None)  # no token check at all
+    assert (only_counted.requests, only_counted.counter, only_counted.admitted) == (1, 0, True)
+    tokens.settle(only_counted, 50)  # a count carries no reservation to settle
+    assert tokens.used(4) == 0
+
+
+def test_queued_settlements_ride_with_the_next_admission(tokens):
+    held = take(tokens, 5, tpm=1000, estimate=500)
+    tokens.settle(held, 40)
+    assert tokens.used(5) == 40  # the queue counts, before it is written
+    after = take(tokens, 5, tpm=1000, estimate=10)
+    assert after.counter == 50  # the settlement was applied before this reservation
+    tokens.flush()
+    assert tokens.used(5) == 50
+
+
+def test_settlement_lands_in_the_admitting_window(tokens):
+    held = take(tokens, 7, tpm=1000, estimate=500)
+    tokens.clock.now += 60  # the stream ends in the next window
     tokens.settle(held, 40)
     assert tokens.used(7) == 0
-    clock.now -= 60
+    tokens.clock.now -= 60
     assert tokens.used(7) == 40
 
 
-def test_estimates_never_lock_out_after_reconciliation():
-    tokens = budget()
-    held = [tokens.admit(1, tpm=1000, estimate=400) for _ in range(3)]
+def test_estimates_never_lock_out_after_reconciliation(tokens):
+    held = [take(tokens, 1, tpm=1000, estimate=400) for _ in range(3)]
     with pytest.raises(RateLimitExceeded):
-        tokens.admit(1, tpm=1000, estimate=400)  # 1200 reserved in flight
+        take(tokens, 1, tpm=1000, estimate=400)  # 1200 reserved in flight
     for reservation in held:
         tokens.settle(reservation, 50)
         tokens.settle(reservation, 999)  # settling twice changes nothing
     assert tokens.used(1) == 150
-    assert tokens.admit(1, tpm=1000, estimate=400) is not None
+    assert take(tokens, 1, tpm=1000, estimate=400) is not None
 
 
-def test_burst_overshoots_by_at_most_one_reservation_and_reconciles_exactly():
+def test_burst_overshoots_by_at_most_one_reservation_and_reconciles_exactly(tokens):
     """50 requests admitted concurrently (all before any ends) against a nearly spent budget."""
-    tokens = budget()
-    tokens.settle(tokens.admit(1, tpm=1000, estimate=10), 900)
+    tokens.settle(take(tokens, 1, tpm=1000, estimate=10), 900)
     admitted, refused = [], 0
     for i in range(50):
         try:
-            admitted.append(tokens.admit(1, tpm=1000, estimate=30 + i))
+            admitted.append(take(tokens, 1, tpm=1000, estimate=30 + i))
         except RateLimitExceeded:
             refused += 1
     reserved = sum(r.reserved for r in admitted)
@@ -138,6 +182,8 @@ def test_burst_overshoots_by_at_most_one_reservation_and_reconciles_exactly():
     assert 900 + reserved <= 1000 + max(r.reserved for r in admitted)
     for reservation in admitted:
         tokens.settle(reservation, 20)
+    assert tokens.used(1) == 900 + 20 * len(admitted)
+    tokens.flush()
     assert tokens.used(1) == 900 + 20 * len(admitted)
 
 
@@ -148,19 +194,19 @@ def test_fail_open_admits_counts_and_stops_calling_until_a_probe_succeeds():
     storage, clock, errors = BrokenStorage(), Clock(), []
     tokens = budget(storage, clock=clock, errors=errors)
     storage.down = True
-    assert tokens.admit(1, tpm=10, estimate=100) is None
+    assert take(tokens, 1, tpm=10, estimate=100) is None
     assert len(errors) == 1
     calls = storage.calls
     for _ in range(20):  # within the pause: no storage call at all
-        assert tokens.admit(1, tpm=10, estimate=100) is None
+        assert take(tokens, 1, tpm=10, estimate=100) is None
         assert tokens.used(1) is None
     assert storage.calls == calls
     clock.now += 1.5
-    assert tokens.admit(1, tpm=10, estimate=100) is None  # one probe, still down
+    assert take(tokens, 1, tpm=10, estimate=100) is None  # one probe, still down
     assert storage.calls == calls + 1
     storage.down = False
     clock.now += 1.5
-    held = tokens.admit(1, tpm=10, estimate=5)
+    held = take(tokens, 1, tpm=10, estimate=5)
     assert held is not None and tokens.used(1) == 5
     assert len(errors) == 1
 
@@ -168,10 +214,10 @@ def test_fail_open_admits_counts_and_stops_calling_until_a_probe_succeeds():
 def test_fail_closed_refuses_admission_but_never_fails_a_settlement():
     storage, errors = BrokenStorage(), []
     tokens = budget(storage, fail_open=False, errors=errors)
-    held = tokens.admit(1, tpm=100, estimate=10)
+    held = take(tokens, 1, tpm=100, estimate=10)
     storage.down = True
     with pytest.raises(ServiceUnavailable):
-        tokens.admit(1, tpm=100, estimate=10)
+        take(tokens, 1, tpm=100, estimate=10)
     tokens.settle(held, 3)
     assert tokens.used(1) is None
     assert len(errors) == 1
@@ -193,7 +239,7 @@ def limited(tmp_path):
     with app.app_context():
         upgrade()
     clock = Clock()
-    app.extensions["packet"].tokens.clock = clock
+    app.extensions["packet"].limits.clock = clock
     app.clock = clock
     return app
 
@@ -274,7 +320,7 @@ def test_cli_accepts_any_configured_tier(limited):
 
 def test_request_headers_come_from_the_count_itself(limited, monkeypatch):
     """One storage call counts the request; only the token figure is read for the headers."""
-    storage = limited.extensions["packet"].tokens.storage
+    storage = limited.extensions["packet"].limits.storage
     calls: list[str] = []
     depth = 0
 

@@ -1,0 +1,146 @@
+"""The limit counters in storage: counting a request and reserving its tokens in one call.
+
+An admission touches an account's request counter and token counter for the current window,
+and applies earlier requests' token settlements. On Redis that is one Lua script — one round
+trip per request instead of three (count, reserve, settle), each of which cost the worker
+about 70 µs of redis-py work. Other storages (``memory://``, or a Redis cluster, whose keys of
+different accounts may live on different nodes) get the same answers call by call through the
+``limits`` storage API, which is cheap in process.
+
+The answers are those of the call-by-call version: the request is counted first (a request
+refused for tokens still counts); it is refused when its count exceeds the rpm; tokens are
+reserved while the window's counter is below the tpm (a burst overshoots by at most one
+reservation); a refused reservation leaves the counter untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from limits.storage import RedisClusterStorage, RedisStorage, Storage
+
+# A settlement for a window that has ended finds its key expired and is dropped: recreating
+# the key would leave a negative counter behind.
+_SETTLE = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local key = KEYS[#KEYS - n + i]
+  if redis.call('exists', key) == 1 then
+    redis.call('incrby', key, ARGV[1 + i])
+  end
+end
+"""
+
+# KEYS: request counter, token counter, settlement keys…
+# ARGV: settlements n, deltas…, rpm, tpm, estimate (-1: count only), request ttl, token ttl
+_ADMIT = (
+    _SETTLE
+    + """
+local a = n + 2
+local rpm, tpm, estimate = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+local requests = redis.call('incr', KEYS[1])
+if requests == 1 then redis.call('expire', KEYS[1], ARGV[a + 3]) end
+local tokens = tonumber(redis.call('get', KEYS[2]) or '0')
+if requests > rpm then return {requests, tokens, 0} end
+if estimate < 0 then return {requests, tokens, 1} end
+if tokens >= tpm then return {requests, tokens, 0} end
+tokens = redis.call('incrby', KEYS[2], estimate)
+if tokens == estimate then redis.call('expire', KEYS[2], ARGV[a + 4]) end
+return {requests, tokens, 1}
+"""
+)
+
+Settlement = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The counters after an admission, and whether the request may go on."""
+
+    requests: int
+    tokens: int
+    admitted: bool
+
+
+class Counters:
+    """Any ``limits`` storage, call by call."""
+
+    batches_settlements = False
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def admit(
+        self,
+        request_key: str,
+        token_key: str,
+        *,
+        rpm: int,
+        tpm: int,
+        estimate: int | None,
+        ttls: tuple[int, int],
+        settlements: Sequence[Settlement] = (),
+    ) -> Admission:
+        """Count a request and reserve ``estimate`` tokens (None: count only, no token check)."""
+        self.settle(settlements, ttls[1])
+        requests = self.storage.incr(request_key, ttls[0])
+        if requests > rpm or estimate is None:
+            return Admission(requests, self.storage.get(token_key), requests <= rpm)
+        tokens = self.storage.incr(token_key, ttls[1], amount=estimate)
+        if tokens - estimate >= tpm:
+            self.storage.incr(token_key, ttls[1], amount=-estimate)
+            return Admission(requests, tokens - estimate, False)
+        return Admission(requests, tokens, True)
+
+    def settle(self, settlements: Sequence[Settlement], ttl: int) -> None:
+        """Add each delta to its counter."""
+        for key, delta in settlements:
+            self.storage.incr(key, ttl, amount=delta)
+
+    def get(self, key: str) -> int:
+        return self.storage.get(key)
+
+
+class RedisCounters(Counters):
+    """Redis (single node or sentinel): each admission or settlement batch is one script call."""
+
+    batches_settlements = True
+
+    def __init__(self, storage: RedisStorage) -> None:
+        super().__init__(storage)
+        client: Any = storage.get_connection()
+        self._key = storage.prefixed_key
+        self._admit = client.register_script(_ADMIT)
+        self._settle = client.register_script(_SETTLE)
+
+    def admit(
+        self,
+        request_key: str,
+        token_key: str,
+        *,
+        rpm: int,
+        tpm: int,
+        estimate: int | None,
+        ttls: tuple[int, int],
+        settlements: Sequence[Settlement] = (),
+    ) -> Admission:
+        keys = [self._key(request_key), self._key(token_key)]
+        keys += [self._key(key) for key, _ in settlements]
+        args = [len(settlements), *(delta for _, delta in settlements)]
+        args += [rpm, tpm, -1 if estimate is None else estimate, *ttls]
+        requests, tokens, admitted = self._admit(keys, args)
+        return Admission(int(requests), int(tokens), bool(admitted))
+
+    def settle(self, settlements: Sequence[Settlement], ttl: int) -> None:
+        if settlements:
+            keys = [self._key(key) for key, _ in settlements]
+            self._settle(keys, [len(settlements), *(delta for _, delta in settlements)])
+
+
+def counters_for(storage: Storage) -> Counters:
+    """Scripts where one node holds every key; the storage API everywhere else."""
+    if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+        return RedisCounters(storage)
+    return Counters(storage)
