@@ -124,6 +124,8 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
             f"streaming, 0 ms/token (c=1, {plan.stream_tokens} tokens)",
             per_request,
         )
+    if "stream_ttft" in results:
+        _stream(t, "stream_ttft", "streaming TTFT, 20 ms/token (c=1, 8 tokens)", None)
     if "stream_20ms" in results:
         title = (
             f"streaming, 20 ms/token (c={plan.slow_streams_c}, {plan.slow_stream_tokens} tokens)"
@@ -135,7 +137,9 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
         f"Packet gateway benchmark — {meta['date']} — {meta['cpu']}, {meta['cores']} cores, "
         f"Python {meta['python']}\n"
         + ("gateway/bare pinned to core 0, sim + load to core 1" if meta["pinned"] else "unpinned")
-        + f"; load average {meta['loadavg']:.2f} → {meta.get('loadavg_end', 0):.2f}"
+        + f"; load average {meta['loadavg']:.2f} → {meta.get('loadavg_end', 0):.2f}\n"
+        + f"gateway: {meta.get('database', 'sqlite')}, limits in {meta.get('limits', 'memory')}"
+        + (f"; medians of {meta['runs']} runs" if meta.get("runs", 1) > 1 else "")
     )
     notes = (
         "CPU = user+system time of the gunicorn worker over the phase (from /proc), per answered "
@@ -165,14 +169,17 @@ def _nonstream(t: Table, c: int) -> None:
     )
 
 
-def _stream(t: Table, phase: str, title: str, per_request: dict[str, float | None]) -> None:
+def _stream(t: Table, phase: str, title: str, per_request: dict[str, float | None] | None) -> None:
+    """TTFT and total time; CPU per token unless ``per_request`` is None (too few tokens)."""
     r = t.results[phase]
     t.section(title)
-    t.latency(phase, "ttft", "TTFT", 1.5 if phase == "stream_0ms" else None)
+    t.latency(phase, "ttft", "TTFT", 1.5 if phase == "stream_ttft" else None)
     t.add(
         "total p50 / p99 ms",
         *(_pair(_q(r[x], "latency", "p50"), _q(r[x], "latency", "p99"), 1) for x in _TARGETS),
     )
+    if per_request is None:
+        return
     t.cpu(
         "CPU per token",
         cpu_per_token(r["bare"], per_request["bare"]),
