@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
+LITELLM_VENV := .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 JS := tests/compat/js
 JS_STAMP := $(JS)/node_modules/.installed
 
@@ -53,5 +55,15 @@ compat: $(STAMP) compat-env
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# LiteLLM, the peer, lives apart too: ~120 packages the gateway never needs (and CI never installs).
+$(LITELLM_STAMP): bench/requirements-litellm.txt
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet -r bench/requirements-litellm.txt
+	touch $(LITELLM_STAMP)
+
+## bench-litellm: `make bench` plus the LiteLLM proxy (from PyPI, own venv) as a fourth column
+bench-litellm: $(STAMP) $(LITELLM_STAMP)
+	$(BIN)/python -m bench.run --litellm $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(JS)/node_modules instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(LITELLM_VENV) $(JS)/node_modules instance .pytest_cache .ruff_cache

@@ -33,8 +33,8 @@ class Tally:
     samples: list[str] = field(default_factory=list)
     started: int = 0
 
-    def error(self, what: str) -> None:
-        self.errors += 1
+    def error(self, what: str, count: int = 1) -> None:
+        self.errors += count
         if len(self.samples) < 5:
             self.samples.append(what[:300])
 
@@ -119,6 +119,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     ]
     gevent.joinall(workers, timeout=job["duration"] + _GRACE)
     gevent.killall(workers, block=True, timeout=5)
+    # A server that stalls must not go unnoticed: requests cut off at the time limit are errors.
+    if cut := tally.started - len(tally.latencies) - tally.errors:
+        tally.error(f"{cut} request(s) unanswered at the time limit", cut)
     elapsed = time.monotonic() - began
     return {
         "ok": len(tally.latencies),

@@ -115,13 +115,22 @@ class Server(Child):
 
     def worker_pid(self) -> int:
         """The single gunicorn worker (the master's only child)."""
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(fields[1]) == self.proc.pid:
-                        return int(entry.name)
-        raise RuntimeError(f"{self.name}: no gunicorn worker found")
+        children = child_pids(self.proc.pid)
+        if not children:
+            raise RuntimeError(f"{self.name}: no gunicorn worker found")
+        return children[0]
+
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (from ``/proc``)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == parent:
+                    children.append(int(entry.name))
+    return children
 
 
 def cpu_seconds(pid: int) -> float:

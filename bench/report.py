@@ -1,11 +1,16 @@
-"""The side-by-side table, from a run's results (pure: no processes, no clock)."""
+"""The side-by-side table, from a run's results (pure: no processes, no clock).
+
+With a ``litellm`` target in the results (``make bench-litellm``) the table gains a LiteLLM
+column and a gateway ÷ LiteLLM ratio; without one it is the three-target table.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-Row = tuple[str, str, str, str, str, str, str]
-_HEADER: Row = ("figure", "direct", "bare", "gateway", "gw/bare", "target", "")
+Row = tuple[str, ...]
+PEER = "litellm"
 _NONE = "—"
 
 
@@ -22,6 +27,10 @@ def _q(result: dict[str, Any], metric: str, q: str) -> float | None:
 
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×" if a is not None and b else _NONE
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def _verdict(ok: bool | None) -> str:
@@ -41,39 +50,58 @@ def cpu_per_token(result: dict[str, Any], per_request: float | None) -> float | 
 
 
 class Table:
-    """Rows of figures; one method per kind of row."""
+    """Rows of figures; one method per kind of row. The LiteLLM column and its ratio appear
+    only when the results hold a ``litellm`` target."""
 
     def __init__(self, results: dict[str, dict[str, Any]]) -> None:
         self.results = results
+        self.peer = any(PEER in r for r in results.values())
+        self.targets = ("direct", "bare", "gateway", *((PEER,) if self.peer else ()))
+        self.proxies = self.targets[1:]
+        self.header: Row = (
+            "figure",
+            *self.targets,
+            "gw/bare",
+            *(("gw/litellm",) if self.peer else ()),
+            "target",
+            "",
+        )
         self.rows: list[Row] = []
 
     def section(self, title: str) -> None:
-        self.rows.append((title, "", "", "", "", "", ""))
+        self.rows.append((title, *("" for _ in self.header[1:])))
 
-    def add(self, label: str, direct: str, bare: str, gateway: str, *rest: str) -> None:
-        ratio, target, verdict = (*rest, "", "", "")[:3]
-        self.rows.append((f"  {label}", direct, bare, gateway, ratio, target, verdict))
+    def add(
+        self,
+        label: str,
+        cells: Mapping[str, str],
+        ratios: Mapping[str, float | None] | None = None,
+        target: str = "",
+        verdict: str = "",
+    ) -> None:
+        """One row: a cell per target (— where absent), then the gateway's figure in ``ratios``
+        over bare's (and over LiteLLM's), the target and the verdict."""
+        peers = ("bare", PEER) if self.peer else ("bare",)
+        shown = [_ratio(ratios["gateway"], ratios.get(p)) if ratios else "" for p in peers]
+        figures = [cells.get(t, _NONE) for t in self.targets]
+        self.rows.append((f"  {label}", *figures, *shown, target, verdict))
 
     def latency(self, phase: str, metric: str, label: str, target_p50_ms: float | None) -> None:
         """pXX of ``metric`` per target, then the overhead over direct."""
         r = self.results[phase]
         self.add(
             f"{label} p50 / p99 ms",
-            *(_pair(_q(r[t], metric, "p50"), _q(r[t], metric, "p99")) for t in _TARGETS),
+            {t: _pair(_q(r[t], metric, "p50"), _q(r[t], metric, "p99")) for t in self.targets},
         )
-        direct50, direct99 = _q(r["direct"], metric, "p50"), _q(r["direct"], metric, "p99")
-
-        def over(t: str, q: str, base: float | None) -> float | None:
-            value = _q(r[t], metric, q)
-            return None if value is None or base is None else value - base
-
-        gw50 = over("gateway", "p50", direct50)
+        over = {
+            q: {t: _minus(_q(r[t], metric, q), _q(r["direct"], metric, q)) for t in self.proxies}
+            for q in ("p50", "p99")
+        }
+        gw50 = over["p50"]["gateway"]
         self.add(
             f"{label} overhead p50 / p99 ms",
-            _NONE,
-            _pair(over("bare", "p50", direct50), over("bare", "p99", direct99)),
-            _pair(gw50, over("gateway", "p99", direct99)),
-            _ratio(gw50, over("bare", "p50", direct50)),
+            {t: _pair(over["p50"][t], over["p99"][t]) for t in self.proxies},
+            over["p50"],
             f"p50 ≤ {target_p50_ms:g} ms" if target_p50_ms else "",
             _verdict(gw50 <= target_p50_ms if gw50 is not None else None) if target_p50_ms else "",
         )
@@ -81,29 +109,25 @@ class Table:
     def cpu(
         self,
         label: str,
-        bare: float | None,
-        gateway: float | None,
+        values: dict[str, float | None],
         scale: float,
         unit: str,
         target: float | None,
     ) -> None:
-        """A CPU-time row: bare vs gateway and their ratio against ``target`` (× bare)."""
-        shown = [
-            _NONE if v is None else f"{v * scale:.{3 if scale < 1e6 else 1}f}"
-            for v in (bare, gateway)
-        ]
+        """A CPU-time row per proxy and the gateway's ratios, against ``target`` (× bare)."""
+        shown = {
+            t: _NONE if v is None else f"{v * scale:.{3 if scale < 1e6 else 1}f}"
+            for t, v in values.items()
+        }
+        bare, gateway = values["bare"], values["gateway"]
         ok = gateway / bare <= target if bare and gateway is not None and target else None
         self.add(
             f"{label} {unit}",
-            _NONE,
-            *shown,
-            _ratio(gateway, bare),
+            shown,
+            values,
             f"≤ {target:g}× bare" if target else "",
             _verdict(ok),
         )
-
-
-_TARGETS = ("direct", "bare", "gateway")
 
 
 def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) -> str:
@@ -115,7 +139,7 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
             _nonstream(t, c)
     per_request = {
         x: cpu_per_request(results["nonstream_c16"][x]) if "nonstream_c16" in results else None
-        for x in ("bare", "gateway")
+        for x in t.proxies
     }
     if "stream_0ms" in results:
         _stream(
@@ -133,40 +157,39 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
         _stream(t, "stream_20ms", title, per_request)
     if "many_streams" in results:
         _many(t, plan)
+    pinned = "gateway/bare/litellm" if t.peer else "gateway/bare"
     heading = (
         f"Packet gateway benchmark — {meta['date']} — {meta['cpu']}, {meta['cores']} cores, "
         f"Python {meta['python']}\n"
-        + ("gateway/bare pinned to core 0, sim + load to core 1" if meta["pinned"] else "unpinned")
+        + (f"{pinned} pinned to core 0, sim + load to core 1" if meta["pinned"] else "unpinned")
         + f"; load average {meta['loadavg']:.2f} → {meta.get('loadavg_end', 0):.2f}\n"
         + f"gateway: {meta.get('database', 'sqlite')}, limits in {meta.get('limits', 'memory')}"
         + (f"; medians of {meta['runs']} runs" if meta.get("runs", 1) > 1 else "")
     )
+    if t.peer:
+        heading += f"\nLiteLLM proxy {meta.get('litellm', '?')}: uvicorn, one process"
     notes = (
         "CPU = user+system time of the gunicorn worker over the phase (from /proc), per answered "
         "request; per token = (stream CPU − streams × that target's c=16 per-request CPU) / "
         "tokens. Overheads are target minus direct at the same percentile."
     )
-    return "\n".join([heading, "", _format(t.rows), "", notes])
+    if t.peer:
+        notes += (
+            "\nLiteLLM's CPU is that of its uvicorn process, which serves the requests itself. "
+            "gw/litellm = gateway ÷ LiteLLM: below 1× the gateway costs less CPU, memory or "
+            "overhead; for requests/s above 1× it is faster."
+        )
+    return "\n".join([heading, "", _format(t.header, t.rows), "", notes])
 
 
 def _nonstream(t: Table, c: int) -> None:
     phase = f"nonstream_c{c}"
     r = t.results[phase]
     t.section(f"non-streaming, concurrency {c}")
-    t.add(
-        "requests/s",
-        *(f"{r[x]['rps']:.0f}" for x in _TARGETS),
-        _ratio(r["gateway"]["rps"], r["bare"]["rps"]),
-    )
+    rps = {x: r[x]["rps"] for x in t.targets}
+    t.add("requests/s", {x: f"{v:.0f}" for x, v in rps.items()}, rps)
     t.latency(phase, "latency", "latency", 1.0 if c == 1 else None)
-    t.cpu(
-        "CPU per request",
-        cpu_per_request(r["bare"]),
-        cpu_per_request(r["gateway"]),
-        1e3,
-        "ms",
-        1.25,
-    )
+    t.cpu("CPU per request", {x: cpu_per_request(r[x]) for x in t.proxies}, 1e3, "ms", 1.25)
 
 
 def _stream(t: Table, phase: str, title: str, per_request: dict[str, float | None] | None) -> None:
@@ -176,14 +199,13 @@ def _stream(t: Table, phase: str, title: str, per_request: dict[str, float | Non
     t.latency(phase, "ttft", "TTFT", 1.5 if phase == "stream_ttft" else None)
     t.add(
         "total p50 / p99 ms",
-        *(_pair(_q(r[x], "latency", "p50"), _q(r[x], "latency", "p99"), 1) for x in _TARGETS),
+        {x: _pair(_q(r[x], "latency", "p50"), _q(r[x], "latency", "p99"), 1) for x in t.targets},
     )
     if per_request is None:
         return
     t.cpu(
         "CPU per token",
-        cpu_per_token(r["bare"], per_request["bare"]),
-        cpu_per_token(r["gateway"], per_request["gateway"]),
+        {x: cpu_per_token(r[x], per_request[x]) for x in t.proxies},
         1e6,
         "µs",
         1.5,
@@ -199,28 +221,29 @@ def _many(t: Table, plan: Any) -> None:
     )
     t.add(
         "completed / errors",
-        *(f"{r[x]['ok']} / {r[x]['errors']}" for x in _TARGETS),
-        "",
+        {x: f"{r[x]['ok']} / {r[x]['errors']}" for x in t.targets},
+        None,
         f"{n} / 0",
         _verdict(r["gateway"]["ok"] == n and r["gateway"]["errors"] == 0),
     )
-    t.add("total p50 / p99 s", *(_pair(_s(r[x], "p50"), _s(r[x], "p99"), 3) for x in _TARGETS))
+    t.add(
+        "total p50 / p99 s",
+        {x: _pair(_s(r[x], "p50"), _s(r[x], "p99"), 3) for x in t.targets},
+    )
     direct99 = _s(r["direct"], "p99")
-    slower = {x: _pct(_s(r[x], "p99"), direct99) for x in ("bare", "gateway")}
+    slower = {x: _pct(_s(r[x], "p99"), direct99) for x in t.proxies}
     t.add(
         "total p99 vs direct",
-        _NONE,
-        *(_NONE if v is None else f"{v:+.2f}%" for v in slower.values()),
-        "",
+        {x: _NONE if v is None else f"{v:+.2f}%" for x, v in slower.items()},
+        None,
         "≤ +2%",
         _verdict(slower["gateway"] <= 2 if slower["gateway"] is not None else None),
     )
-    rss = {x: r[x].get("rss_per_stream") for x in ("bare", "gateway")}
+    rss = {x: r[x].get("rss_per_stream") for x in t.proxies}
     t.add(
         "RSS per stream KiB",
-        _NONE,
-        *(_NONE if v is None else f"{v / 1024:.1f}" for v in rss.values()),
-        _ratio(rss["gateway"], rss["bare"]),
+        {x: _NONE if v is None else f"{v / 1024:.1f}" for x, v in rss.items()},
+        rss,
         "≤ 64 KiB",
         _verdict(rss["gateway"] / 1024 <= 64 if rss["gateway"] is not None else None),
     )
@@ -235,12 +258,12 @@ def _pct(value: float | None, base: float | None) -> float | None:
     return None if value is None or not base else (value / base - 1) * 100
 
 
-def _format(rows: list[Row]) -> str:
+def _format(header: Row, rows: list[Row]) -> str:
     """Fixed-width columns; section titles span the row."""
-    figures = [_HEADER, *(row for row in rows if any(row[1:]))]
-    widths = [max(len(row[i]) for row in figures) for i in range(len(_HEADER))]
+    figures = [header, *(row for row in rows if any(row[1:]))]
+    widths = [max(len(row[i]) for row in figures) for i in range(len(header))]
     lines = []
-    for row in [_HEADER, *rows]:
+    for row in [header, *rows]:
         if not any(row[1:]):
             lines.append(row[0])
             continue

@@ -7,9 +7,13 @@ Where ``taskset`` exists, the gateway and the bare passthrough share core 0 and 
 and the load generator core 1. CPU time is read from ``/proc`` for the worker process itself,
 the figure a busy machine disturbs least.
 
+With ``--litellm`` (``make bench-litellm``) the LiteLLM proxy, installed from PyPI into its own
+venv, gets the same load as a fourth target on the gateway's core (see ``bench/litellm.py``).
+
     make bench                  # 3–5 minutes
     make bench BENCH_ARGS=--quick
     make bench BENCH_ARGS="--runs 3 --redis-url redis://127.0.0.1:6379/0"   # medians of 3
+    make bench-litellm
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from . import litellm
 from .procs import (
     GATEWAY_CORE,
     LOAD_CORE,
@@ -48,6 +53,8 @@ MODEL = "bench/sim-model"
 TIERS = '{"bench": {"rpm": 100000000, "tpm": 1000000000000}}'
 PROMPT = [{"role": "user", "content": "Say hello to the benchmark, in sixteen words."}]
 RESULTS = Path(__file__).resolve().parent / "results"
+JSON = {"Content-Type": "application/json"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,25 +132,44 @@ class Bench:
             GATEWAY_CORE,
             "/health",
         )
-        self.load = LoadGenerator(self.folder)
-        json_headers = {"Content-Type": "application/json"}
-        return [
-            Target("direct", sim, json_headers, None),
-            Target("bare", bare, json_headers, bare.worker_pid()),
-            Target(
-                "gateway",
-                gateway,
-                json_headers | {"Authorization": f"Bearer {key}"},
-                gateway.worker_pid(),
-            ),
+        targets = [
+            Target("direct", sim, JSON, None),
+            Target("bare", bare, JSON, bare.worker_pid()),
+            Target("gateway", gateway, JSON | _bearer(key), gateway.worker_pid()),
         ]
+        if self.args.litellm:
+            targets.append(self._litellm(sim.url))
+        self.load = LoadGenerator(self.folder)
+        return targets
+
+    def _litellm(self, upstream: str) -> Target:
+        """The LiteLLM proxy on the gateway's core, keyed with its master key."""
+        port = free_port()
+        peer = self._serve(
+            "litellm",
+            litellm.prepare(self.folder, MODEL, upstream, port),
+            litellm.environment(),
+            port,
+            GATEWAY_CORE,
+            litellm.READY,
+            litellm.START_SECONDS,
+        )
+        headers = JSON | _bearer(litellm.MASTER_KEY)
+        return Target("litellm", peer, headers, litellm.serving_pid(peer))
 
     def _serve(
-        self, name: str, args: list[str], env: dict[str, str], port: int, core: str, probe: str
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        port: int,
+        core: str,
+        probe: str,
+        timeout: float = 30.0,
     ) -> Server:
         server = Server(name, args, env, self.folder, port, core)
         self.servers.append(server)
-        server.wait_http(server.url + probe)
+        server.wait_http(server.url + probe, timeout)
         return server
 
     @staticmethod
@@ -235,15 +261,17 @@ class Bench:
             "ramp": ramp,
         }
         pid = target.pid
-        before = cpu_seconds(pid) if pid else 0.0
-        rss_before = rss_bytes(pid) if pid else 0
-        if sample_rss and pid:
-            result, peak = _sampling_peak(lambda: self.load.run(job), lambda: rss_bytes(pid))
+        before, rss_before = _read(cpu_seconds, pid), _read(rss_bytes, pid)
+        if sample_rss and rss_before is not None:
+            result, peak = _sampling_peak(
+                lambda: self.load.run(job), lambda: _read(rss_bytes, pid) or 0
+            )
             result["rss_per_stream"] = (peak - rss_before) / max(1, concurrency)
         else:
             result = self.load.run(job)
-        if pid:
-            result["cpu"] = cpu_seconds(pid) - before
+        after = _read(cpu_seconds, pid)
+        if before is not None and after is not None:
+            result["cpu"] = after - before
         result["tokens"] = tokens * result["ok"] if stream else 0
         return result
 
@@ -302,7 +330,7 @@ class Bench:
         return phases
 
     def run(self, targets: list[Target], only: list[str] | None, runs: int) -> None:
-        """Warm up, then each phase against direct, bare and gateway in turn, ``runs`` times
+        """Warm up, then each phase against every target in turn, ``runs`` times
         (back to back, so noise hits every target alike); each figure is the runs' median."""
         for target in targets[1:]:
             self.measure(target, stream=False, concurrency=16, count=500, seconds=5)
@@ -327,6 +355,8 @@ class Bench:
                 print(
                     f" {target.name} {result['ok']} ok/{result['errors']} err", end="", flush=True
                 )
+                if result["error_samples"]:
+                    print(f" ({result['error_samples'][0][:120]})", end="", flush=True)
         self.results[name] = {t: median_result(r) for t, r in samples.items()}
         print(flush=True)
 
@@ -343,6 +373,21 @@ def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             merged[key] = first
     return merged
+
+
+def _read(probe: Callable[[int], T], pid: int | None) -> T | None:
+    """``probe(pid)``, or None when the target is not measured or its process has gone (a
+    crashed server leaves its figures blank instead of ending the run)."""
+    if pid is None:
+        return None
+    try:
+        return probe(pid)
+    except OSError:
+        return None
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def _sampling_peak(job: Callable[[], dict[str, Any]], probe: Callable[[], int]):
@@ -385,6 +430,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat each phase; report medians")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    parser.add_argument(
+        "--litellm",
+        action="store_true",
+        help="also load the LiteLLM proxy from .venv-litellm (make bench-litellm installs it)",
+    )
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="packet-bench-"))
@@ -394,6 +444,8 @@ def main(argv: list[str] | None = None) -> None:
         "limits": "redis" if args.redis_url else "memory",
         "database": args.database_url.split(":", 1)[0] if args.database_url else "sqlite",
     }
+    if args.litellm:
+        meta["litellm"] = litellm.version()
     print(f"packet bench ({'quick' if args.quick else 'full'}), logs in {folder}", flush=True)
     try:
         bench.run(bench.start(), args.phases.split(",") if args.phases else None, meta["runs"])
