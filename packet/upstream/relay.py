@@ -222,15 +222,26 @@ def _relay(
     finally:
         try:
             if result.done:
-                reader.join(timeout=_DRAIN_SECONDS)  # read to EOF so the connection is reusable
-            # Wait for the reader to leave read1(): closing a reader mid-read raises
-            # "reentrant call" and would skip the metering below.
-            reader.kill(timeout=1)
-            response.close()
-        except Exception:  # noqa: BLE001 - closing the upstream must never skip metering
-            pass
+                # The answer is whole: read the upstream to EOF (so its connection is reused)
+                # in the background rather than keep the client's connection waiting for it.
+                gevent.spawn(_close, reader, response, _DRAIN_SECONDS)
+            else:
+                _close(reader, response, 0)
         finally:
             on_finish(result)
+
+
+def _close(reader: gevent.Greenlet, response: Any, drain: float) -> None:
+    """Stop the reader (after ``drain`` seconds at most) and close the upstream response."""
+    try:
+        if drain:
+            reader.join(timeout=drain)
+        # Wait for the reader to leave read1(): closing a reader mid-read raises
+        # "reentrant call".
+        reader.kill(timeout=1)
+        response.close()
+    except Exception:  # noqa: BLE001 - closing the upstream must never skip metering
+        pass
 
 
 def _describe(exc: BaseException) -> str:

@@ -63,7 +63,11 @@ def run(pieces, include_usage=False, continuous=False, keepalive=0.0, **raw_kwar
             on_finish=results.append,
         )
     )
-    assert response.closed and len(results) == 1
+    assert len(results) == 1, "metered as soon as the body ends"
+    # A finished stream's upstream is drained to EOF and closed in the background.
+    with gevent.Timeout(1):
+        while not response.closed:
+            gevent.sleep(0.005)
     return out, results[0]
 
 
