@@ -89,7 +89,6 @@ def _worker(
             if conn is not None:
                 conn.close()
             conn = None
-        gevent.sleep(job.get("pause", 0.0))
     if conn is not None:
         conn.close()
 
