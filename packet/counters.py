@@ -3,9 +3,11 @@
 An admission touches an account's request counter and token counter for the current window,
 and applies earlier requests' token settlements. On Redis that is one Lua script — one round
 trip per request instead of three (count, reserve, settle), each of which cost the worker
-about 70 µs of redis-py work. Other storages (``memory://``, or a Redis cluster, whose keys of
-different accounts may live on different nodes) get the same answers call by call through the
-``limits`` storage API, which is cheap in process.
+about 70 µs of redis-py work. ``memory://`` counts in a dict of this process: ``limits``'
+MemoryStorage starts a timer thread (a greenlet under gevent) every 10 ms of activity to expire
+keys, 5 % of a request's CPU; here expired keys are dropped as they are met and swept now and
+then. Other storages (a Redis cluster, whose keys of different accounts may live on different
+nodes; memcached) get the same answers call by call through the ``limits`` storage API.
 
 The answers are those of the call-by-call version: the request is counted first (a request
 refused for tokens still counts); it is refused when its count exceeds the rpm; tokens are
@@ -15,11 +17,13 @@ reservation); a refused reservation leaves the counter untouched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from limits.storage import RedisClusterStorage, RedisStorage, Storage
+from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 
 # A settlement for a window that has ended finds its key expired and is dropped: recreating
 # the key would leave a negative counter behind.
@@ -55,6 +59,14 @@ return {requests, tokens, 1}
 Settlement = tuple[str, int]
 
 
+class CounterStorage(Protocol):
+    """What the counters need of a ``limits`` storage."""
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int: ...
+
+    def get(self, key: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class Admission:
     """The counters after an admission, and whether the request may go on."""
@@ -69,7 +81,7 @@ class Counters:
 
     batches_settlements = False
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: CounterStorage) -> None:
         self.storage = storage
 
     def admit(
@@ -101,6 +113,41 @@ class Counters:
 
     def get(self, key: str) -> int:
         return self.storage.get(key)
+
+
+class _ProcessStorage:
+    """The part of the ``limits`` storage API the counters use, on a dict of this process.
+
+    A key expires ``ttl`` seconds after it was created (as in ``limits``' fixed window).
+    """
+
+    _SWEEP_SECONDS = 10.0
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._values: dict[str, list[float]] = {}  # key → [value, expires at]
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = self.clock()
+        with self._lock:
+            entry = self._values.get(key)
+            if entry is None or entry[1] <= now:
+                entry = self._values[key] = [0, now + expiry]
+            entry[0] += amount
+            if now >= self._next_sweep:
+                self._sweep(now)
+            return int(entry[0])
+
+    def get(self, key: str) -> int:
+        entry = self._values.get(key)
+        return int(entry[0]) if entry is not None and entry[1] > self.clock() else 0
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self._SWEEP_SECONDS
+        for key in [k for k, (_, expires) in self._values.items() if expires <= now]:
+            del self._values[key]
 
 
 class RedisCounters(Counters):
@@ -140,7 +187,9 @@ class RedisCounters(Counters):
 
 
 def counters_for(storage: Storage) -> Counters:
-    """Scripts where one node holds every key; the storage API everywhere else."""
+    """Scripts where one node holds every key, a dict for ``memory://``; else the storage API."""
     if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
         return RedisCounters(storage)
+    if type(storage) is MemoryStorage:
+        return Counters(_ProcessStorage())
     return Counters(storage)

@@ -108,26 +108,6 @@ class StorageGuard:
         if not self.fail_open:
             raise ServiceUnavailable(STORAGE_DOWN)
 
-    def incr(self, key: str, expiry: int) -> int | None:
-        """Count one; None when the storage cannot (fail open), 503 when limits fail closed."""
-        if not self.available():
-            return self.unavailable()
-        try:
-            return self.storage.incr(key, expiry)
-        except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
-            self.failed(exc)
-            return self.unavailable()
-
-    def read(self, key: str) -> int | None:
-        """A counter, or None when the storage cannot say (never raises: headers use it)."""
-        if not self.available():
-            return None
-        try:
-            return self.storage.get(key)
-        except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
-            self.failed(exc)
-            return None
-
 
 @dataclass
 class TokenReservation:
@@ -292,8 +272,14 @@ class WindowLimits:
     def used(self, account_id: int) -> int | None:
         """Tokens counted in the account's current window (None when the storage can't say)."""
         key = self._token_key(account_id, self.bounds()[0])
-        stored = self.guard.read(key)
-        return None if stored is None else stored + self._queue.get(key, (0,))[0]
+        if not self.guard.available():
+            return None
+        try:
+            stored = self.counters.get(key)
+        except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
+            self.guard.failed(exc)
+            return None
+        return stored + self._queue.get(key, (0,))[0]
 
 
 _CARRIED = 64  # settlements carried by one admission at most
