@@ -4,6 +4,7 @@ Only the standard library is imported here: the gevent worker patches sockets in
 ``init_process``, after this file is read, and nothing may import requests/psycopg before.
 """
 
+import gc
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ else:
 
 # Streams still open this many seconds before graceful_timeout ends are stopped (and metered).
 STREAM_STOP_MARGIN = 2.0
+# Allocations between two collections of the youngest generation (CPython's default: 700).
+GC_THRESHOLD = int(os.environ.get("GUNICORN_GC_THRESHOLD", "20000"))
 
 
 def _runtime(worker):
@@ -40,7 +43,15 @@ def _runtime(worker):
 
 
 def post_worker_init(worker):
-    """Watch for the graceful stop so streams end, metered, before the master's SIGKILL."""
+    """Tune the garbage collector; watch for the graceful stop so streams end, metered, before
+    the master's SIGKILL."""
+    # The app and the modules loaded so far live as long as the worker: freezing them keeps the
+    # collector from scanning them again, and collecting the young generation every 20,000
+    # allocations rather than 700 makes pauses rarer. With 1,000 streams open, the defaults
+    # added ~70 ms to the 90th-percentile time to first token (bench: many_streams).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
     runtime = _runtime(worker)
     if runtime is not None:
         grace = worker.cfg.graceful_timeout
