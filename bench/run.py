@@ -362,14 +362,17 @@ class Bench:
 
 
 def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per figure, the median over runs (nested summaries too); other values from the first."""
+    """Per figure, the median over runs (nested summaries too); other values from the first.
+
+    Memory per stream is the largest run's: a later run reuses what the first one grew.
+    """
     merged: dict[str, Any] = {}
     for key, first in results[0].items():
         values = [r.get(key) for r in results]
         if isinstance(first, dict) and all(isinstance(v, dict) for v in values):
             merged[key] = median_result(values)
         elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            merged[key] = statistics.median(values)
+            merged[key] = (max if key == "rss_per_stream" else statistics.median)(values)
         else:
             merged[key] = first
     return merged

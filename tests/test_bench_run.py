@@ -24,3 +24,8 @@ def test_median_of_runs_takes_each_figure_and_summary_percentile_apart():
 def test_a_run_without_a_summary_keeps_the_first_value():
     merged = median_result([{"ttft": None, "rps": 10.0}, {"ttft": {"p50": 1.0}, "rps": 30.0}])
     assert merged == {"ttft": None, "rps": 20.0}
+
+
+def test_memory_per_stream_is_the_largest_run_not_the_median():
+    runs = [{"rss_per_stream": 60_000.0}, {"rss_per_stream": 9_000.0}, {"rss_per_stream": 8_000.0}]
+    assert median_result(runs)["rss_per_stream"] == 60_000.0
