@@ -297,6 +297,7 @@ def test_upstream_without_usage_is_metered_by_relayed_tokens():
         [_chunk("a"), _chunk("b") + _chunk(""), _chunk("c"), b"data: [DONE]\n\n"]
     )
     assert list(body)[-1].endswith(b"data: [DONE]\n\n")
+    body.close()
     (result,) = finished
     assert result.prompt_tokens is None and result.completion_tokens is None
     assert result.relayed_tokens == 3 and result.done and not result.disconnected

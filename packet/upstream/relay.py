@@ -7,6 +7,7 @@ lets the server notice a client that went away and close the upstream at once.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -109,11 +110,13 @@ def _pump(raw: Any, queue: Queue, read_size: int) -> None:
 
 
 class SSERelay:
-    """The streamed body: iterates :func:`_relay`, and finishes even if never iterated.
+    """The streamed body: iterates :func:`_relay`; ``on_finish`` runs in ``close``.
 
-    A WSGI server may close a body it never started (the client left before the first write);
-    a generator closed before its first ``next()`` never runs its ``finally``, so ``close``
-    finishes such a stream itself: upstream closed, ``on_finish`` called once.
+    WSGI servers call ``close`` once a response is over, whatever happened (PEP 3333) — gunicorn
+    after it has written the final chunk — so metering there keeps it out of the time the
+    client waits for the end of the response (and, on a kept-alive connection, for its next
+    request). A body closed before its first ``next()`` never runs its generator's ``finally``:
+    ``close`` then ends the stream itself (upstream closed, client gone).
     """
 
     def __init__(
@@ -121,24 +124,27 @@ class SSERelay:
     ) -> None:
         self._response = response
         self._on_finish = on_finish
-        self._body = _relay(response, on_finish=on_finish, **options)
-        self._started = False
+        self._result: StreamResult | None = None
+        self._body = _relay(response, on_finish=self._ended, **options)
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        self._started = True
         return self._body
 
+    def _ended(self, result: StreamResult) -> None:
+        self._result = result
+
     def close(self) -> None:
-        if self._started:
-            self._body.close()
+        if self._closed:
             return
-        self._started = True
+        self._closed = True
         self._body.close()
-        result = StreamResult(disconnected=True)
-        try:
-            self._response.close()
-        finally:
-            self._on_finish(result)
+        result = self._result
+        if result is None:  # never started
+            result = StreamResult(disconnected=True)
+            with contextlib.suppress(Exception):  # closing must never skip metering
+                self._response.close()
+        self._on_finish(result)
 
 
 def relay_sse(
@@ -150,7 +156,7 @@ def relay_sse(
     on_finish: Callable[[StreamResult], None],
     read_size: int = 65536,
 ) -> SSERelay:
-    """The client's SSE body; always ends with ``[DONE]``, always calls ``on_finish`` once."""
+    """The client's SSE body; always ends with ``[DONE]``; ``close()`` calls ``on_finish`` once."""
     return SSERelay(
         response,
         on_finish,

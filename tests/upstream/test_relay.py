@@ -54,16 +54,17 @@ class FakeResponse:
 def run(pieces, include_usage=False, continuous=False, keepalive=0.0, **raw_kwargs):
     results = []
     response = FakeResponse(FakeRaw(pieces, **raw_kwargs))
-    out = b"".join(
-        relay_sse(
-            response,
-            include_usage=include_usage,
-            continuous_usage=continuous,
-            keepalive=keepalive,
-            on_finish=results.append,
-        )
+    body = relay_sse(
+        response,
+        include_usage=include_usage,
+        continuous_usage=continuous,
+        keepalive=keepalive,
+        on_finish=results.append,
     )
-    assert len(results) == 1, "metered as soon as the body ends"
+    out = b"".join(body)
+    assert not results, "metered when the server closes the body, not before"
+    body.close()
+    assert len(results) == 1
     # A finished stream's upstream is drained to EOF and closed in the background.
     with gevent.Timeout(1):
         while not response.closed:
