@@ -1,8 +1,10 @@
 """The request schemas: every documented parameter, valid and invalid; extras pass through."""
 
 import pytest
+from marshmallow import ValidationError
+from marshmallow import fields as mm_fields
 
-from packet.schemas import CHAT, COMPLETION, errors_for, first_error
+from packet.schemas import CHAT, COMPLETION, MessageSchema, errors_for, first_error
 
 MSG = [{"role": "user", "content": "Hello!"}]
 
@@ -210,3 +212,49 @@ def test_unknown_fields_kept_in_loaded_data():
     assert loaded["guided_json"] == {"type": "object"}
     nested = CHAT.load({"messages": [{"role": "user", "content": "x", "extra": 1}]})
     assert nested["messages"][0]["extra"] == 1
+
+
+# --- the plain-message fast path must agree with the nested schema ----------------------------
+
+_NESTED = mm_fields.List(mm_fields.Nested(MessageSchema))
+TOOL_CALL = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+_VARIANTS = [
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": "hi", "name": "bot", "extra": [1, {"x": None}]},
+    {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+    {"role": "tool", "content": "42"},
+    {"role": "tool", "content": "42", "tool_call_id": ""},
+    {"role": "wizard", "content": "hi"},
+    {"role": ["user"], "content": "hi"},
+    {"role": None, "content": "hi"},
+    {"content": "no role"},
+    {"role": "user"},
+    {"role": "user", "content": None},
+    {"role": "user", "content": 5},
+    {"role": "user", "content": [{"type": "text", "text": "part"}]},
+    {"role": "user", "content": "hi", "name": 3},
+    {"role": "user", "content": "hi", "tool_call_id": False},
+    {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+    {"role": "assistant", "content": "hi", "tool_calls": "nope"},
+    "not an object",
+    None,
+]
+
+
+@pytest.mark.parametrize("message", _VARIANTS, ids=range(len(_VARIANTS)))
+def test_fast_path_agrees_with_the_nested_schema(message):
+    for messages in ([message], [{"role": "user", "content": "ok"}, message]):
+        body = {"messages": messages}
+        expected = {} if not _nested_errors(messages) else {"messages": _nested_errors(messages)}
+        assert CHAT.validate(body) == expected
+        assert errors_for(CHAT, body) == expected
+        if not expected:
+            assert CHAT.load(body)["messages"] == _NESTED.deserialize(messages)
+
+
+def _nested_errors(messages):
+    try:
+        _NESTED.deserialize(messages)
+    except ValidationError as error:
+        return error.messages
+    return None
