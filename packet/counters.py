@@ -17,13 +17,15 @@ reservation); a refused reservation leaves the counter untouched.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
+from redis.exceptions import NoScriptError
 
 # A settlement for a window that has ended finds its key expired and is dropped: recreating
 # the key would leave a negative counter behind.
@@ -150,17 +152,35 @@ class _ProcessStorage:
             del self._values[key]
 
 
+class _Script(NamedTuple):
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> _Script:
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+_ADMIT_SCRIPT, _SETTLE_SCRIPT = _Script.of(_ADMIT), _Script.of(_SETTLE)
+
+
 class RedisCounters(Counters):
-    """Redis (single node or sentinel): each admission or settlement batch is one script call."""
+    """Redis (single node or sentinel): each admission or settlement batch is one script call.
+
+    The calls go over connections the storage's pool makes but this worker keeps: redis-py's
+    pool checks a connection for unread data at every checkout, a ``poll()`` that under gevent
+    cost more than the call itself (85 → 38 µs of CPU per call). A connection is kept only once
+    a whole reply has been read, so it holds no stray data; one that fails is closed and dropped.
+    """
 
     batches_settlements = True
 
     def __init__(self, storage: RedisStorage) -> None:
         super().__init__(storage)
         client: Any = storage.get_connection()
+        self._pool = client.connection_pool
         self._key = storage.prefixed_key
-        self._admit = client.register_script(_ADMIT)
-        self._settle = client.register_script(_SETTLE)
+        self._idle: list[Any] = []
 
     def admit(
         self,
@@ -177,13 +197,28 @@ class RedisCounters(Counters):
         keys += [self._key(key) for key, _ in settlements]
         args = [len(settlements), *(delta for _, delta in settlements)]
         args += [rpm, tpm, -1 if estimate is None else estimate, *ttls]
-        requests, tokens, admitted = self._admit(keys, args)
+        requests, tokens, admitted = self._eval(_ADMIT_SCRIPT, keys, args)
         return Admission(int(requests), int(tokens), bool(admitted))
 
     def settle(self, settlements: Sequence[Settlement], ttl: int) -> None:
         if settlements:
             keys = [self._key(key) for key, _ in settlements]
-            self._settle(keys, [len(settlements), *(delta for _, delta in settlements)])
+            self._eval(_SETTLE_SCRIPT, keys, [len(settlements), *(d for _, d in settlements)])
+
+    def _eval(self, script: _Script, keys: list[str], args: list[int]) -> Any:
+        connection = self._idle.pop() if self._idle else self._pool.make_connection()
+        try:
+            try:
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                reply = connection.read_response()
+            except NoScriptError:  # a restarted or flushed Redis: EVAL caches it again
+                connection.send_command("EVAL", script.source, len(keys), *keys, *args)
+                reply = connection.read_response()
+        except BaseException:
+            connection.disconnect()
+            raise
+        self._idle.append(connection)
+        return reply
 
 
 def counters_for(storage: Storage) -> Counters:

@@ -1,5 +1,8 @@
-"""Which counters each limit storage gets, and the in-process counters' expiry."""
+"""Which counters each limit storage gets, the in-process counters' expiry, the Redis ones' connection."""
 
+import uuid
+
+from conftest import REDIS_URL, needs_redis
 from limits.storage import MemoryStorage, RedisClusterStorage, storage_from_string
 
 from packet.counters import Counters, RedisCounters, _ProcessStorage, counters_for
@@ -36,3 +39,17 @@ def test_process_counters_expire_a_ttl_after_creation_and_are_swept():
     clock.now += 11  # past every k*, and past the sweep interval
     storage.incr("b", 60)
     assert sorted(storage._values) == ["a", "b"], "expired keys do not pile up"
+
+
+@needs_redis
+def test_redis_counters_survive_a_flushed_script_cache_and_reuse_their_connection():
+    storage = storage_from_string(REDIS_URL)
+    counters = counters_for(storage)
+    key = f"test-{uuid.uuid4().hex[:8]}"
+    ask = {"rpm": 10, "tpm": 100, "estimate": 5, "ttls": (60, 65)}
+    first = counters.admit(f"{key}/r", f"{key}/t", **ask)
+    storage.get_connection().script_flush()  # as after a Redis restart
+    second = counters.admit(f"{key}/r", f"{key}/t", settlements=[(f"{key}/t", -3)], **ask)
+    assert (first.requests, first.tokens) == (1, 5)
+    assert (second.requests, second.tokens) == (2, 7)  # 5 − 3 settled, + 5 reserved
+    assert len(counters._idle) == 1, "one connection, kept between calls"
