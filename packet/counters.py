@@ -70,6 +70,19 @@ class CounterStorage(Protocol):
 
 
 @dataclass(frozen=True)
+class Ask:
+    """One admission: the two counters, their limits and lifetimes (request, tokens), and the
+    tokens to reserve (None: count the request only, no token check)."""
+
+    request_key: str
+    token_key: str
+    rpm: int
+    tpm: int
+    estimate: int | None
+    ttls: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class Admission:
     """The counters after an admission, and whether the request may go on."""
 
@@ -86,26 +99,16 @@ class Counters:
     def __init__(self, storage: CounterStorage) -> None:
         self.storage = storage
 
-    def admit(
-        self,
-        request_key: str,
-        token_key: str,
-        *,
-        rpm: int,
-        tpm: int,
-        estimate: int | None,
-        ttls: tuple[int, int],
-        settlements: Sequence[Settlement] = (),
-    ) -> Admission:
-        """Count a request and reserve ``estimate`` tokens (None: count only, no token check)."""
-        self.settle(settlements, ttls[1])
-        requests = self.storage.incr(request_key, ttls[0])
-        if requests > rpm or estimate is None:
-            return Admission(requests, self.storage.get(token_key), requests <= rpm)
-        tokens = self.storage.incr(token_key, ttls[1], amount=estimate)
-        if tokens - estimate >= tpm:
-            self.storage.incr(token_key, ttls[1], amount=-estimate)
-            return Admission(requests, tokens - estimate, False)
+    def admit(self, ask: Ask, settlements: Sequence[Settlement] = ()) -> Admission:
+        """Apply ``settlements``, count the request and reserve its tokens."""
+        self.settle(settlements, ask.ttls[1])
+        requests = self.storage.incr(ask.request_key, ask.ttls[0])
+        if requests > ask.rpm or ask.estimate is None:
+            return Admission(requests, self.storage.get(ask.token_key), requests <= ask.rpm)
+        tokens = self.storage.incr(ask.token_key, ask.ttls[1], amount=ask.estimate)
+        if tokens - ask.estimate >= ask.tpm:
+            self.storage.incr(ask.token_key, ask.ttls[1], amount=-ask.estimate)
+            return Admission(requests, tokens - ask.estimate, False)
         return Admission(requests, tokens, True)
 
     def settle(self, settlements: Sequence[Settlement], ttl: int) -> None:
@@ -182,21 +185,11 @@ class RedisCounters(Counters):
         self._key = storage.prefixed_key
         self._idle: list[Any] = []
 
-    def admit(
-        self,
-        request_key: str,
-        token_key: str,
-        *,
-        rpm: int,
-        tpm: int,
-        estimate: int | None,
-        ttls: tuple[int, int],
-        settlements: Sequence[Settlement] = (),
-    ) -> Admission:
-        keys = [self._key(request_key), self._key(token_key)]
+    def admit(self, ask: Ask, settlements: Sequence[Settlement] = ()) -> Admission:
+        keys = [self._key(ask.request_key), self._key(ask.token_key)]
         keys += [self._key(key) for key, _ in settlements]
         args = [len(settlements), *(delta for _, delta in settlements)]
-        args += [rpm, tpm, -1 if estimate is None else estimate, *ttls]
+        args += [ask.rpm, ask.tpm, -1 if ask.estimate is None else ask.estimate, *ask.ttls]
         requests, tokens, admitted = self._eval(_ADMIT_SCRIPT, keys, args)
         return Admission(int(requests), int(tokens), bool(admitted))
 

@@ -35,7 +35,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import Storage
 
 from .config import Settings
-from .counters import Settlement, counters_for
+from .counters import Ask, Settlement, counters_for
 from .errors import APIError, RateLimitExceeded, ServiceUnavailable
 
 log = logging.getLogger("packet.limits")
@@ -176,17 +176,17 @@ class WindowLimits:
         key = self._token_key(account_id, start)
         if not self.guard.available():
             return self.guard.unavailable()
+        ask = Ask(
+            self._request_key(account_id, rpm, start),
+            key,
+            rpm,
+            tpm,
+            estimate,
+            (self.window, self.window + 5),
+        )
         settlements = self._take(_CARRIED)
         try:
-            result = self.counters.admit(
-                self._request_key(account_id, rpm, start),
-                key,
-                rpm=rpm,
-                tpm=tpm,
-                estimate=estimate,
-                ttls=(self.window, self.window + 5),
-                settlements=settlements,
-            )
+            result = self.counters.admit(ask, settlements)
         except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
             self._put_back(settlements)
             self.guard.failed(exc)

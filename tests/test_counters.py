@@ -5,7 +5,7 @@ import uuid
 from conftest import REDIS_URL, needs_redis
 from limits.storage import MemoryStorage, RedisClusterStorage, storage_from_string
 
-from packet.counters import Counters, RedisCounters, _ProcessStorage, counters_for
+from packet.counters import Ask, Counters, RedisCounters, _ProcessStorage, counters_for
 
 
 class Clock:
@@ -46,10 +46,10 @@ def test_redis_counters_survive_a_flushed_script_cache_and_reuse_their_connectio
     storage = storage_from_string(REDIS_URL)
     counters = counters_for(storage)
     key = f"test-{uuid.uuid4().hex[:8]}"
-    ask = {"rpm": 10, "tpm": 100, "estimate": 5, "ttls": (60, 65)}
-    first = counters.admit(f"{key}/r", f"{key}/t", **ask)
+    ask = Ask(f"{key}/r", f"{key}/t", rpm=10, tpm=100, estimate=5, ttls=(60, 65))
+    first = counters.admit(ask)
     storage.get_connection().script_flush()  # as after a Redis restart
-    second = counters.admit(f"{key}/r", f"{key}/t", settlements=[(f"{key}/t", -3)], **ask)
+    second = counters.admit(ask, settlements=[(f"{key}/t", -3)])
     assert (first.requests, first.tokens) == (1, 5)
     assert (second.requests, second.tokens) == (2, 7)  # 5 − 3 settled, + 5 reserved
     assert len(counters._idle) == 1, "one connection, kept between calls"
