@@ -184,11 +184,11 @@ class WindowLimits:
             estimate,
             (self.window, self.window + 5),
         )
-        settlements = self._take(_CARRIED)
+        taken = self._take(_CARRIED)
         try:
-            result = self.counters.admit(ask, settlements)
+            result = self.counters.admit(ask, _pairs(taken))
         except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
-            self._put_back(settlements)
+            self._put_back(taken)
             self.guard.failed(exc)
             return self.guard.unavailable()
         held = (estimate or 0) if result.admitted else 0
@@ -236,15 +236,17 @@ class WindowLimits:
     def flush(self) -> None:
         """Write every queued settlement now (the timer, and a worker's shutdown)."""
         self._flusher = None
-        if not self._queue or not self.guard.available():
-            if self._queue:
-                self._schedule(self.guard.pause)
+        taken = self._take(None)
+        if not taken:
             return
-        settlements = self._take(None)
+        if not self.guard.available():
+            self._put_back(taken)
+            self._schedule(self.guard.pause)
+            return
         try:
-            self.counters.settle(settlements, self.window + 5)
+            self.counters.settle(_pairs(taken), self.window + 5)
         except Exception as exc:  # noqa: BLE001 - kept for the next try
-            self._put_back(settlements)
+            self._put_back(taken)
             self.guard.failed(exc)
             self._schedule(self.guard.pause)
 
@@ -252,21 +254,21 @@ class WindowLimits:
         if self._flusher is None:
             self._flusher = gevent.spawn_later(delay, self.flush)
 
-    def _take(self, limit: int | None) -> list[Settlement]:
-        """Up to ``limit`` queued settlements, dropping those whose window has ended."""
+    def _take(self, limit: int | None) -> dict[str, list[int]]:
+        """Up to ``limit`` queued settlements (key → [delta, window reset]); those whose window
+        has ended are dropped (their key has expired), so an outage cannot grow the queue."""
         if not self._queue:
-            return []
+            return {}
         now = self.clock()
-        taken: list[Settlement] = []
+        taken = {}
         for key in list(self._queue)[:limit]:
-            delta, reset_at = self._queue.pop(key)
-            if delta and reset_at + 5 > now:
-                taken.append((key, delta))
+            entry = self._queue.pop(key)
+            if entry[0] and entry[1] + 5 > now:
+                taken[key] = entry
         return taken
 
-    def _put_back(self, settlements: list[Settlement]) -> None:
-        reset_at = self.bounds()[1]
-        for key, delta in settlements:
+    def _put_back(self, taken: dict[str, list[int]]) -> None:
+        for key, (delta, reset_at) in taken.items():
             self._queue.setdefault(key, [0, reset_at])[0] += delta
 
     def used(self, account_id: int) -> int | None:
@@ -283,6 +285,10 @@ class WindowLimits:
 
 
 _CARRIED = 64  # settlements carried by one admission at most
+
+
+def _pairs(taken: dict[str, list[int]]) -> list[Settlement]:
+    return [(key, delta) for key, (delta, _) in taken.items()]
 
 
 def retry_headers(wait: float) -> dict[str, str]:

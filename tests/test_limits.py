@@ -230,6 +230,27 @@ def test_fail_closed_refuses_admission_but_never_fails_a_settlement():
     assert len(errors) == 1
 
 
+def test_queued_settlements_wait_out_an_outage_and_expire_with_their_window():
+    storage, clock = BrokenStorage(), Clock()
+    tokens = budget(storage, clock=clock)
+    tokens.counters.batches_settlements = True  # queue them, as on Redis
+    held = take(tokens, 1, tpm=1000, estimate=500)
+    storage.down = True
+    tokens.settle(held, 40)
+    tokens.flush()  # fails: kept
+    clock.now += 1.5
+    storage.down = False
+    tokens.flush()
+    assert tokens.used(1) == 40, "written once the storage is back"
+    again = take(tokens, 2, tpm=1000, estimate=500)
+    storage.down = True
+    tokens.settle(again, 40)
+    tokens.flush()  # fails: kept, and the outage is remembered
+    clock.now += 60  # the window (and its key) ends during the outage
+    tokens.flush()  # the probe finds the storage still down
+    assert not tokens._queue, "a settlement for an ended window is dropped, not kept forever"
+
+
 # --- through the app ----------------------------------------------------------------------------
 
 
