@@ -76,11 +76,15 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
 
-    keys = auth.KeyCache(settings.auth_cache_ttl)
+    keys = auth.KeyCache(settings.auth_cache_ttl, settings.auth_stale_seconds)
+    # The socket timeout of a stream is a backstop only: the relay ends a silent stream itself,
+    # with an error event, when it passes its bounds (0: unbounded).
+    silence = max(settings.stream_first_byte_timeout, settings.stream_idle_timeout)
     client = UpstreamClient(
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         pool_maxsize=settings.pool_maxsize,
+        stream_read_timeout=silence + 5 if silence > 0 else None,
     )
     # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
     observability.init_app(app)
@@ -111,7 +115,12 @@ def register_extensions(app: Flask, settings: Settings) -> None:
                 on_error=observability.LIMIT_STORAGE_ERRORS.inc,
             ),
         ),
-        meter=Meter(app, settings, touched_keys=keys.drain_touched),
+        meter=Meter(
+            app,
+            settings,
+            touched_keys=keys.drain_touched,
+            on_quarantine=observability.USAGE_QUARANTINED.inc,
+        ),
     )
     app.before_request(app.extensions["packet"].start)
 

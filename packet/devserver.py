@@ -220,6 +220,9 @@ class Simulator:
             "disconnected_at": None,
         }
         self.requests.append(record)
+        broken = body.get("x_sim_break")
+        if broken in ("close", "garbage"):
+            return _break(environ.get("sim.socket"), broken)
         delay = float(body.get("x_sim_token_delay", self.token_delay))
         prefill = float(body.get("x_sim_first_token_delay", self.first_token_delay))
         fail_after = body.get("x_sim_fail_after")
@@ -232,7 +235,7 @@ class Simulator:
                 time.sleep(delay * wanted)
             text = " ".join(_words(wanted))
             record["completion_tokens"], record["finished"] = wanted, True
-            usage = {
+            usage = body.get("x_sim_usage") or {
                 "prompt_tokens": prompt,
                 "total_tokens": prompt + wanted,
                 "completion_tokens": wanted,
@@ -302,6 +305,9 @@ class Simulator:
         include = bool(options.get("include_usage"))
         continuous = include and bool(options.get("continuous_usage_stats"))
         kind = "chat.completion.chunk" if chat else "text_completion"
+        # Test knobs: the usage to report instead of the truth, a stall after N tokens.
+        override = record["body"].get("x_sim_usage")
+        stall_after = record["body"].get("x_sim_stall_after")
 
         def chunk(piece: str | None, finish: str | None, sent: int, role: bool = False) -> bytes:
             if chat:
@@ -327,7 +333,7 @@ class Simulator:
                 "choices": [choice],
             }
             if continuous:
-                obj["usage"] = {
+                obj["usage"] = override or {
                     "prompt_tokens": prompt,
                     "total_tokens": prompt + sent,
                     "completion_tokens": sent,
@@ -350,11 +356,13 @@ class Simulator:
                     return
                 if fail_after is not None and sent > fail_after:
                     raise ConnectionAbortedError("simulated engine failure")
+                if stall_after is not None and sent > stall_after:
+                    time.sleep(600)  # a hung engine: the gateway's bounds must end this
                 record["completion_tokens"] = sent
                 yield chunk(word if sent == 1 else " " + word, None, sent)
             yield chunk("", "length", wanted)
             if include:
-                usage = {
+                usage = override or {
                     "prompt_tokens": prompt,
                     "total_tokens": prompt + wanted,
                     "completion_tokens": wanted,
@@ -400,6 +408,16 @@ def _peer_closed(sock: Any) -> bool:
         return bool(poller.poll(0)) and sock.recv(1, socket.MSG_PEEK) == b""
     except OSError:
         return True
+
+
+def _break(sock: Any, how: str) -> list[bytes]:
+    """Answer like a broken server: close at once, or send something that is not HTTP."""
+    if sock is not None:
+        if how == "garbage":
+            sock.sendall(b"this is not HTTP\r\n\r\n")
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+    return []
 
 
 def _words(count: int) -> list[str]:

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
+import orjson
 from flask import Flask
 
 from . import store
 from .auth import Principal
 from .config import Settings
-from .errors import InsufficientQuota
+from .errors import InsufficientQuota, ServiceUnavailable
 
 log = logging.getLogger("packet.metering")
 request_log = logging.getLogger("packet.request")
@@ -54,6 +55,7 @@ class Hold:
 
 
 NO_HOLD = Hold(0)
+USAGE_BACKLOG = "The gateway cannot record usage right now; try again shortly."
 _LEASE_FLOOR = 4
 _LEASE_GROWTH = 16
 
@@ -62,11 +64,17 @@ class Meter:
     """Reservations at admission; buffered, batched usage rows and settlements afterwards."""
 
     def __init__(
-        self, app: Flask, settings: Settings, *, touched_keys: Callable[[], dict[int, float]]
+        self,
+        app: Flask,
+        settings: Settings,
+        *,
+        touched_keys: Callable[[], dict[int, float]],
+        on_quarantine: Callable[[], None] = lambda: None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.touched_keys = touched_keys
+        self.on_quarantine = on_quarantine
         self._records: list[dict[str, Any]] = []
         self._settlements: list[store.Settlement] = []
         self._touched: dict[int, float] = {}
@@ -79,9 +87,15 @@ class Meter:
     def reserve(
         self, principal: Principal, model: str, prompt_estimate: int, max_tokens: int
     ) -> Hold:
-        """Hold the request's maximum cost; raise 403 when the balance is spent."""
+        """Hold the request's maximum cost; raise 403 when the balance is spent.
+
+        While the database is unreachable, usage rows wait in memory; past
+        ``PACKET_USAGE_BUFFER_MAX`` of them new requests get 503 rather than go unrecorded.
+        """
         if principal.balance_micros <= 0:
             raise InsufficientQuota()
+        if len(self._records) >= self.settings.usage_buffer_max:
+            raise ServiceUnavailable(USAGE_BACKLOG, headers={"Retry-After": "5"})
         amount = cost_micros(self.settings, model, prompt_estimate, max_tokens)
         if not amount:
             return NO_HOLD
@@ -160,7 +174,9 @@ class Meter:
 
         On failure (database down) the transaction is rolled back as a whole and the batch
         goes back to the head of the queue: the next flush retries it, so nothing is lost and,
-        since nothing of a failed batch was committed, nothing is applied twice.
+        since nothing of a failed batch was committed, nothing is applied twice. A batch the
+        database refuses for its content is written again row by row (see
+        :meth:`_write_one_by_one`), so one bad row is never retried forever.
         """
         with self._lock:
             records, self._records = self._records, []
@@ -176,18 +192,67 @@ class Meter:
         try:
             with self.app.app_context():
                 store.write_usage(records, settlements, touched)
-        except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, retry later
-            log.warning(
-                "usage flush failed (%s); %d rows kept for the next try",
-                type(exc).__name__,
-                len(records),
-            )
-            with self._lock:
-                self._records[:0] = records
-                self._settlements[:0] = settlements  # leases come back as settlements
-                self._touched = touched | self._touched
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, or isolate a row
+            if not store.is_outage(exc):
+                return self._write_one_by_one(records, settlements, touched)
+            self._keep(records, settlements, touched, exc)
             return 0
         return len(records)
+
+    def _keep(
+        self,
+        records: list[dict[str, Any]],
+        settlements: list[store.Settlement],
+        touched: dict[int, float],
+        exc: BaseException,
+    ) -> None:
+        """Put a batch back at the head of the queue, for the next flush to retry."""
+        log.warning(
+            "usage flush failed (%s); %d rows kept for the next try",
+            type(exc).__name__,
+            len(records),
+        )
+        with self._lock:
+            self._records[:0] = records
+            self._settlements[:0] = settlements  # leases come back as settlements
+            self._touched = touched | self._touched
+
+    def _write_one_by_one(
+        self,
+        records: list[dict[str, Any]],
+        settlements: list[store.Settlement],
+        touched: dict[int, float],
+    ) -> int:
+        """The database refused the batch: settle the money first, then write rows one at a
+        time, so one row it cannot take is quarantined (logged whole, counted, dropped) and
+        never holds back the others."""
+        with self.app.app_context():
+            try:
+                store.write_usage([], settlements, touched)
+            except Exception as exc:  # noqa: BLE001
+                self._keep(records, settlements, touched, exc)
+                return 0
+            written = 0
+            for index, row in enumerate(records):
+                try:
+                    store.write_usage([row], (), {})
+                except Exception as exc:  # noqa: BLE001
+                    if store.is_outage(exc):
+                        self._keep(records[index:], [], {}, exc)
+                        break
+                    self._quarantine(row, exc)
+                else:
+                    written += 1
+        return written
+
+    def _quarantine(self, row: dict[str, Any], exc: BaseException) -> None:
+        self.on_quarantine()
+        log.error(
+            "usage row quarantined, the database refused it (%s: %s): %s",
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200] if str(exc) else "",
+            orjson.dumps(row, default=str).decode(),
+        )
 
     def pending(self) -> int:
         """Rows, settlements and leased balance not yet written."""

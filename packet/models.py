@@ -85,4 +85,6 @@ class UsageRecord(db.Model):
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     client_disconnected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "upstream": the endpoint's own report; "counted": the gateway's count (see packet.usage).
+    usage_source: Mapped[str] = mapped_column(String(16), default="upstream")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -25,7 +25,8 @@ from prometheus_client import (
 )
 
 request_log = logging.getLogger("packet.request")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# As wide as the usage row's request_id column: a longer id is replaced, never stored cut.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
 REQUESTS = Counter("packet_requests_total", "Requests answered", ["route", "status"])
 LATENCY = Histogram(
@@ -36,6 +37,9 @@ LATENCY = Histogram(
 )
 TOKENS = Counter("packet_tokens_total", "Tokens metered", ["kind"])
 UPSTREAM_FAILURES = Counter("packet_upstream_failures_total", "Upstream failures", ["kind"])
+USAGE_QUARANTINED = Counter(
+    "packet_usage_rows_quarantined_total", "Usage rows the database refused (logged, not stored)"
+)
 LIMIT_STORAGE_ERRORS = Counter(
     "packet_limit_storage_errors_total", "Rate-limit storage calls that failed"
 )

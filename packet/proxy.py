@@ -15,7 +15,7 @@ import orjson
 from flask import Response, g, request
 from marshmallow import Schema
 
-from . import limits, observability
+from . import limits, observability, usage
 from .auth import Principal
 from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError, from_upstream
 from .limits import TokenReservation
@@ -23,7 +23,7 @@ from .metering import Hold, cost_micros
 from .runtime import Runtime, runtime
 from .schemas import errors_for, first_error
 from .upstream.discovery import EndpointState, Target
-from .upstream.errors import BadGateway, ConnectFailed, UpstreamFailure
+from .upstream.errors import BadGateway, ConnectFailed, Dropped, TimedOut, UpstreamFailure
 from .upstream.relay import StreamResult, relay_sse
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -66,6 +66,9 @@ def requested_model(body: dict[str, Any]) -> str | None:
     return None if model in (None, "", "auto") else model
 
 
+NOTHING = usage.Usage(0, 0)
+
+
 @dataclass
 class Call:
     """Everything known about one proxied request, carried to its end."""
@@ -80,14 +83,14 @@ class Call:
     hold: Hold
     tokens: TokenReservation | None
     prompt_estimate: int
+    bounds: usage.Bounds
     holds_endpoint: bool = False
     done: bool = False
 
     def finish(
         self,
         status: int,
-        prompt: int,
-        completion: int,
+        used: usage.Usage = NOTHING,
         *,
         ttft: float | None = None,
         disconnected: bool = False,
@@ -98,27 +101,29 @@ class Call:
         self.done = True
         if self.holds_endpoint:
             self.target.state.inflight -= 1
-        self.rt.limits.settle(self.tokens, prompt + completion)
+        self.rt.limits.settle(self.tokens, used.total)
         latency = time.perf_counter() - self.started
-        usage = {
+        model = self.target.model
+        row = {
             "request_id": self.request_id,
             "account_id": self.principal.account_id,
             "key_id": self.principal.key_id,
             "endpoint_url": self.target.state.label,
-            "model": self.target.model,
+            "model": model,
             "route": self.route,
             "stream": self.stream,
             "status": status,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "cost_micros": cost_micros(self.rt.settings, self.target.model, prompt, completion),
+            "prompt_tokens": used.prompt,
+            "completion_tokens": used.completion,
+            "total_tokens": used.total,
+            "cost_micros": cost_micros(self.rt.settings, model, used.prompt, used.completion),
             "ttft_ms": None if ttft is None else int((ttft - self.started) * 1000),
             "latency_ms": int(latency * 1000),
             "client_disconnected": disconnected,
+            "usage_source": used.source,
         }
-        self.rt.meter.record(usage, self.hold)
-        observability.observe(self.route, status, latency, prompt, completion)
+        self.rt.meter.record(row, self.hold)
+        observability.observe(self.route, status, latency, used.prompt, used.completion)
 
 
 def handle(schema: Schema, route: str, upstream_path: str) -> Response:
@@ -130,14 +135,19 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
     target = rt.discovery.route(states, requested_model(body), principal.default_model)
 
     stream = body.get("stream") is True
-    prompt_estimate = len(request.get_data(cache=True)) // 4 + 1
-    max_tokens = _max_tokens(rt, body, target)
-    tokens = limits.admit(prompt_estimate + max_tokens)
+    body_bytes = len(request.get_data(cache=True))
+    prompt_estimate = usage.prompt_estimate(body_bytes)
+    context = usage.context_length(
+        target.state.models.get(target.model), rt.settings.default_max_model_len
+    )
+    tokens = limits.admit(
+        usage.reservation(body, prompt_estimate, context, rt.settings.default_max_tokens)
+    )
     try:
         hold = rt.meter.reserve(
-            principal, target.model, prompt_estimate, _completion_cap(rt, body, target)
+            principal, target.model, prompt_estimate, usage.completion_cap(body, context)
         )
-    except Exception:
+    except BaseException:
         rt.limits.settle(tokens, 0)
         raise
 
@@ -160,54 +170,23 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
         hold,
         tokens,
         prompt_estimate,
+        usage.bounds(body, body_bytes, context),
     )
     g.metered = True
     try:
-        call.target, response = _send(rt, states, target, principal, body, headers, upstream_path)
-    except Exception as exc:
-        call.finish(_failure_status(exc), 0, 0)
+        call.target, response = _send(rt, states, target, body, headers, upstream_path, stream)
+        call.holds_endpoint = True
+        if response.status_code >= 400:
+            return _upstream_error(call, response)
+        if stream:
+            return _stream(call, response, client_options)
+        return _complete(call, response)
+    except BaseException as exc:
+        call.finish(_failure_status(exc))  # does nothing when the call already finished
         raise
-    call.holds_endpoint = True
-    if response.status_code >= 400:
-        return _upstream_error(call, response)
-    if stream:
-        return _stream(call, response, client_options)
-    return _complete(call, response)
 
 
-def _max_tokens(rt: Runtime, body: dict[str, Any], target: Target) -> int:
-    """Completion tokens assumed for the token budget's reservation (one choice).
-
-    Unlike the money hold (:func:`_completion_cap`), an unset ``max_tokens`` is estimated with
-    ``PACKET_DEFAULT_MAX_TOKENS``: the reservation is settled within the minute, and reserving a
-    whole context length would refuse callers who are far from their budget.
-    """
-    explicit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if explicit:
-        return int(explicit)
-    card = target.state.models.get(target.model) or {}
-    limit = card.get("max_model_len")
-    default = rt.settings.default_max_tokens
-    return min(default, limit) if isinstance(limit, int) and limit > 0 else default
-
-
-def _completion_cap(rt: Runtime, body: dict[str, Any], target: Target) -> int:
-    """The most completion tokens the request can be billed for (all choices).
-
-    Without ``max_tokens`` vLLM generates up to the context length, so the model's
-    ``max_model_len`` bounds it; ``PACKET_DEFAULT_MAX_TOKENS`` is used only when the upstream
-    does not say.
-    """
-    choices = max(int(body.get("n") or 1), int(body.get("best_of") or 1))
-    explicit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if explicit:
-        return int(explicit) * choices
-    limit = (target.state.models.get(target.model) or {}).get("max_model_len")
-    per_choice = limit if isinstance(limit, int) and limit > 0 else rt.settings.default_max_tokens
-    return per_choice * choices
-
-
-def _failure_status(exc: Exception) -> int:
+def _failure_status(exc: BaseException) -> int:
     """The status a request that never got an upstream answer is recorded with."""
     if isinstance(exc, UpstreamFailure):
         return from_upstream(exc).status
@@ -218,31 +197,39 @@ def _send(
     rt: Runtime,
     states: list[EndpointState],
     target: Target,
-    principal: Principal,
     body: dict[str, Any],
     headers: dict[str, str],
     path: str,
+    stream: bool,
 ) -> tuple[Target, Any]:
     """POST to the target; before the first byte, fail over to another ready replica.
 
     A connection failure or a 502/503 answer marks the endpoint down for the cool-off and the
     request goes to the next replica serving the same model, each endpoint at most once and
     at most ``PACKET_FAILOVER_ATTEMPTS`` in all. Without one, the last failure is the answer.
+    A connection dropped without an answer (a replica that just died, or one that speaks no
+    HTTP) also moves on, but does not cool the endpoint off: a dead one will refuse the next
+    connection. A timeout is not retried: the endpoint may be doing the work.
     """
+    body["model"] = target.model
+    try:
+        payload = orjson.dumps(body)
+    except TypeError:  # orjson refuses what it parsed when nested more than 254 deep
+        raise InvalidRequest("The request body is nested too deeply.") from None
     tried: list[EndpointState] = []
     while True:
-        body["model"] = target.model
         state = target.state
         state.inflight += 1
         try:
             response = rt.client.post(
-                f"{state.url}{path}", orjson.dumps(body), headers | state.headers()
+                f"{state.url}{path}", payload, headers | state.headers(), stream=stream
             )
-        except ConnectFailed as exc:
-            response, failure, kind = None, exc, "connect"
-        except UpstreamFailure:
+        except (ConnectFailed, Dropped) as exc:
+            response, failure = None, exc
+            kind = "connect" if isinstance(exc, ConnectFailed) else "dropped"
+        except BaseException as exc:
             state.inflight -= 1
-            observability.UPSTREAM_FAILURES.labels("timeout").inc()
+            observability.UPSTREAM_FAILURES.labels(_failure_kind(exc)).inc()
             raise
         else:
             if response.status_code not in _RETRY_STATUSES:
@@ -250,7 +237,8 @@ def _send(
             kind = f"http_{response.status_code}"
             failure = BadGateway(f"answered {response.status_code}", response.status_code)
         observability.UPSTREAM_FAILURES.labels(kind).inc()
-        rt.discovery.mark_down(state, str(failure))
+        if not isinstance(failure, Dropped):
+            rt.discovery.mark_down(state, str(failure))
         tried.append(state)
         retry = (
             rt.discovery.pick(states, target.model, exclude=tried)
@@ -268,23 +256,36 @@ def _send(
         target = retry
 
 
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, TimedOut):
+        return "timeout"
+    return "bad_answer" if isinstance(exc, BadGateway) else "other"
+
+
 def _complete(call: Call, response: Any) -> Response:
-    """Non-streaming: pass the upstream JSON through, metering its usage."""
+    """Non-streaming: pass the upstream JSON through, metering its (checked) usage."""
     try:
         content = response.content
     except Exception:  # noqa: BLE001 - a body cut short is a gateway error
-        call.finish(502, 0, 0)
+        call.finish(502)
         raise UpstreamError("The inference endpoint closed the connection mid-response.") from None
     finally:
         response.close()
     try:
-        usage = orjson.loads(content).get("usage") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        call.finish(502, 0, 0)
+        answer = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        call.finish(502)
         raise UpstreamError() from None
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    call.finish(response.status_code, prompt, completion, ttft=time.perf_counter())
+    if not isinstance(answer, dict):
+        call.finish(502)
+        raise UpstreamError()
+    used = usage.checked(
+        answer.get("usage"),
+        call.bounds,
+        counted_prompt=call.prompt_estimate,
+        counted_completion=usage.count_answer(answer),
+    )
+    call.finish(response.status_code, used, ttft=time.perf_counter())
     return Response(content, status=response.status_code, mimetype="application/json")
 
 
@@ -295,25 +296,33 @@ def _stream(call: Call, response: Any, client_options: dict[str, Any]) -> Respon
 
     def finished(result: StreamResult) -> None:
         call.rt.untrack_stream()
-        # No usage from the upstream: estimate the prompt, unless nothing was generated at all.
-        prompt = result.prompt_tokens
-        if prompt is None:
-            prompt = call.prompt_estimate if result.first_event_at is not None else 0
-        completion = (
-            result.completion_tokens
-            if result.completion_tokens is not None
-            else result.relayed_tokens
-        )
-        status = 200 if result.error is None else 502
-        call.finish(
-            status, prompt, completion, ttft=result.first_event_at, disconnected=result.disconnected
-        )
+        used = NOTHING
+        try:
+            # Nothing generated and no usage: the upstream never started (no prompt billed).
+            started = result.first_event_at is not None
+            used = usage.checked(
+                result.usage,
+                call.bounds,
+                counted_prompt=call.prompt_estimate if started else 0,
+                counted_completion=result.relayed_tokens,
+                floor=result.relayed_tokens,
+            )
+        finally:
+            call.finish(
+                200 if result.error is None else 502,
+                used,
+                ttft=result.first_event_at,
+                disconnected=result.disconnected,
+            )
 
+    settings = call.rt.settings
     body = relay_sse(
         response,
         include_usage=bool(client_options.get("include_usage")),
         continuous_usage=bool(client_options.get("continuous_usage_stats")),
-        keepalive=call.rt.settings.keepalive_interval,
+        keepalive=settings.keepalive_interval,
+        first_byte_timeout=settings.stream_first_byte_timeout,
+        idle_timeout=settings.stream_idle_timeout,
         on_finish=finished,
     )
     return Response(body, status=200, mimetype="text/event-stream", headers=SSE_HEADERS)
@@ -328,7 +337,7 @@ def _upstream_error(call: Call, response: Any) -> Response:
     finally:
         response.close()
     status = response.status_code
-    call.finish(status, 0, 0)
+    call.finish(status)
     message, param = _upstream_message(content)
     if status in (401, 403):
         raise UpstreamError(

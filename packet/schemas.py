@@ -15,6 +15,10 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# The most tokens a request may ask for: far above any context length, and small enough that a
+# reservation built from it stays a 64-bit integer in every storage (Redis INCRBY, BIGINT).
+MAX_TOKENS = 2**31 - 1
+_INT64 = 2**63
 
 
 class StrictBool(fields.Field):
@@ -228,13 +232,15 @@ class _Sampling(_Open):
     """Fields shared by chat and text completions."""
 
     model = fields.String(allow_none=True)
-    max_tokens = _int(1)
+    max_tokens = _int(1, MAX_TOKENS)
+    max_completion_tokens = _int(1, MAX_TOKENS)
     temperature = _num(0, 2)
     top_p = _num(0, 1)
     frequency_penalty = _num(-2, 2)
     presence_penalty = _num(-2, 2)
     n = _int(1, 128)
-    seed = _int()
+    best_of = _int(1, 128)
+    seed = _int(-_INT64, _INT64 - 1)
     stream = StrictBool(allow_none=True)
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
     stop = StopField(allow_none=True)
@@ -255,7 +261,6 @@ class ChatCompletionSchema(_Sampling):
     messages = Messages(
         required=True, validate=validate.Length(min=1, error="Must be a non-empty list.")
     )
-    max_completion_tokens = _int(1)
     tools = fields.List(fields.Nested(ToolSchema), allow_none=True)
     tool_choice = ToolChoiceField(allow_none=True)
     parallel_tool_calls = StrictBool(allow_none=True)
@@ -268,7 +273,6 @@ class CompletionSchema(_Sampling):
     prompt = PromptField(required=True)
     echo = StrictBool(allow_none=True)
     logprobs = _int(0, 20)
-    best_of = _int(1, 128)
     suffix = fields.String(allow_none=True)
 
 

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import BigInteger, Integer, String, func, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 
 from . import keys
@@ -130,6 +131,54 @@ def lease_balance(account_id: int, amount_micros: int, floor_micros: int) -> boo
     return result.rowcount == 1
 
 
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` says the database could not be reached or used, not that it refused
+    the data: the same write may succeed later, so it is kept and retried."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.DisconnectionError
+        | sa_exc.TimeoutError
+        | OSError,
+    )
+
+
+def _column_bounds() -> dict[str, tuple[type, int]]:
+    """Per usage column: (str, width) or (int, largest value), from the table itself."""
+    bounds: dict[str, tuple[type, int]] = {}
+    for column in UsageRecord.__table__.columns:
+        kind = column.type
+        if isinstance(kind, String) and kind.length:
+            bounds[column.name] = (str, kind.length)
+        elif isinstance(kind, BigInteger):
+            bounds[column.name] = (int, 2**63 - 1)
+        elif isinstance(kind, Integer):
+            bounds[column.name] = (int, 2**31 - 1)
+    return bounds
+
+
+_USAGE_BOUNDS = _column_bounds()
+
+
+def fit_usage(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every value inside its column: strings cut to width, integers clamped.
+
+    The gateway's own values always fit; this keeps one odd value (a long label, an absurd
+    count) from failing the batch it is written with.
+    """
+    fitted = dict(row)
+    for name, (kind, bound) in _USAGE_BOUNDS.items():
+        value = fitted.get(name)
+        if kind is str and isinstance(value, str) and len(value) > bound:
+            fitted[name] = value[:bound]
+        elif kind is int and type(value) is int and not -bound <= value <= bound:
+            fitted[name] = max(-bound, min(bound, value))
+    return fitted
+
+
 def write_usage(
     records: Sequence[dict[str, Any]],
     settlements: Iterable[Settlement],
@@ -141,7 +190,7 @@ def write_usage(
         net[s.account_id] = net.get(s.account_id, 0) + s.reserved_micros - s.cost_micros
     with _atomic():
         if records:
-            db.session.execute(UsageRecord.__table__.insert(), list(records))
+            db.session.execute(UsageRecord.__table__.insert(), [fit_usage(r) for r in records])
         for account_id, delta in sorted(net.items()):
             if delta:
                 db.session.execute(
@@ -167,6 +216,8 @@ def ping() -> None:
 
 
 def get_account(name: str) -> Account:
+    if "\x00" in name:  # no account can have it (PostgreSQL refuses NUL in text)
+        raise NotFoundError(f"no account named {name!r}")
     account = db.session.execute(select(Account).where(Account.name == name)).scalar_one_or_none()
     if account is None:
         raise NotFoundError(f"no account named {name!r}")

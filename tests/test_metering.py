@@ -13,11 +13,9 @@ import pytest
 from packet import store
 from packet.auth import Principal
 from packet.config import Price, load_settings
-from packet.errors import InsufficientQuota
+from packet.errors import InsufficientQuota, ServiceUnavailable
 from packet.extensions import db
 from packet.metering import NO_HOLD, Hold, Meter, cost_micros
-from packet.proxy import _completion_cap
-from packet.upstream.discovery import EndpointState, Target
 from packet.upstream.relay import relay_sse
 
 
@@ -45,32 +43,6 @@ def test_cost_is_tokens_times_price_per_million_rounded_up():
 
 def test_default_price_is_zero():
     assert cost_micros(settings(), "any", 10**9, 10**9) == 0
-
-
-# --- reservation cap --------------------------------------------------------------------------
-
-
-def _target(max_model_len: int | None) -> Target:
-    card = {"id": "m"} | ({"max_model_len": max_model_len} if max_model_len else {})
-    state = EndpointState("http://u", None, "u", models={"m": card})
-    return Target(state, "m")
-
-
-@pytest.mark.parametrize(
-    ("body", "max_model_len", "cap"),
-    [
-        ({"max_tokens": 50}, 4096, 50),
-        ({"max_completion_tokens": 70, "max_tokens": 50}, 4096, 70),
-        ({"max_tokens": 50, "n": 3}, 4096, 150),
-        ({"max_tokens": 10, "n": 2, "best_of": 5}, 4096, 50),
-        ({}, 4096, 4096),  # vLLM's default: up to the context length
-        ({"n": 2}, 8192, 16384),
-        ({}, None, 1024),  # the upstream does not say: PACKET_DEFAULT_MAX_TOKENS
-    ],
-)
-def test_reservation_covers_the_most_the_upstream_can_generate(body, max_model_len, cap):
-    rt = SimpleNamespace(settings=settings())
-    assert _completion_cap(rt, body, _target(max_model_len)) == cap
 
 
 # --- meter and store --------------------------------------------------------------------------
@@ -186,6 +158,47 @@ def test_failed_flush_is_retried_without_loss_or_double_apply(database):
     assert key.last_used_at is not None  # kept across the failed flushes too
 
 
+def test_a_row_the_database_refuses_is_quarantined_and_never_blocks_the_others(database, caplog):
+    principal = _principal(database, 1_000_000)
+    quarantined = []
+    meter = _meter(database, PACKET_BALANCE_LEASE="1")
+    meter.on_quarantine = lambda: quarantined.append(1)
+    holds = [database.run(meter.reserve, principal, "m", 10, 100) for _ in range(3)]
+    poisoned = _usage(principal, 10, 20, 7000) | {"model": {"not": "a string"}}
+    meter.record(_usage(principal, 10, 20, 7000), holds[0])
+    meter.record(poisoned, holds[1])
+    meter.record(_usage(principal, 10, 20, 7000), holds[2])
+    assert meter.flush() == 2
+    assert meter.pending() == 0 and quarantined == [1]
+    assert len(_rows(database, principal)) == 2
+    # The money of all three is settled, the quarantined one's included.
+    assert _balance(database, principal) == 1_000_000 - 3 * 7000
+    assert "usage row quarantined" in caplog.text and poisoned["request_id"] in caplog.text
+    assert meter.flush() == 0  # never retried
+
+
+def test_rows_are_fitted_to_their_columns(database):
+    principal = _principal(database, 1_000_000)
+    meter = _meter(database)
+    row = _usage(principal, 2**40, 10, 5) | {"model": "m" * 500, "request_id": "r" * 80}
+    meter.record(row, NO_HOLD)
+    assert meter.flush() == 1
+    (stored,) = _rows(database, principal)
+    assert len(stored.model) == 200 and len(stored.request_id) == 64
+    assert stored.prompt_tokens == 2**31 - 1
+
+
+def test_usage_rows_past_the_buffer_bound_are_refused_not_lost(database):
+    principal = _principal(database, 1_000_000)
+    meter = _meter(database, PACKET_USAGE_BUFFER_MAX="3")
+    for _ in range(3):
+        meter.record(_usage(principal, 1, 1, 0), NO_HOLD)
+    with pytest.raises(ServiceUnavailable):
+        database.run(meter.reserve, principal, "m", 1, 1)
+    meter.flush()
+    assert database.run(meter.reserve, principal, "m", 1, 1).amount > 0
+
+
 def test_close_flushes_everything_buffered(database):
     principal = _principal(database, 1_000_000)
     meter = _meter(database, PACKET_USAGE_BATCH_SIZE="1000")
@@ -299,7 +312,7 @@ def test_upstream_without_usage_is_metered_by_relayed_tokens():
     assert list(body)[-1].endswith(b"data: [DONE]\n\n")
     body.close()
     (result,) = finished
-    assert result.prompt_tokens is None and result.completion_tokens is None
+    assert result.usage is None
     assert result.relayed_tokens == 3 and result.done and not result.disconnected
 
 
@@ -315,4 +328,4 @@ def test_client_disconnect_is_metered_once_with_tokens_so_far():
         next(events)
     body.close()
     (result,) = finished
-    assert result.disconnected and (result.prompt_tokens, result.completion_tokens) == (7, 3)
+    assert result.disconnected and result.usage == {"prompt_tokens": 7, "completion_tokens": 3}

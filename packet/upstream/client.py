@@ -1,7 +1,9 @@
 """One pooled ``requests.Session`` per worker for every upstream call.
 
-The read timeout is the longest silence accepted between two bytes (so it must exceed the
-slowest time to first token); the connect timeout is short so failover is quick.
+The read timeout is the longest silence accepted between two bytes: for an answer that is not
+streamed, that is the whole generation; for a stream it is only a backstop, since the relay
+bounds the time to the first event and the silences between events itself. The connect timeout
+is short so failover is quick.
 
 Completions are sent through the session's adapter with a request prepared here: the
 session's per-call merging of settings, cookies and hooks was a third of requests' cost per
@@ -17,8 +19,9 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
+from urllib3.exceptions import ProtocolError
 
-from .errors import BadGateway, ConnectFailed, TimedOut
+from .errors import BadGateway, ConnectFailed, Dropped, TimedOut
 
 _MAX_URLS = 10_000
 
@@ -26,8 +29,16 @@ _MAX_URLS = 10_000
 class UpstreamClient:
     """Thin wrapper that turns requests' exceptions into :mod:`packet.upstream.errors`."""
 
-    def __init__(self, *, connect_timeout: float, read_timeout: float, pool_maxsize: int) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_maxsize: int,
+        stream_read_timeout: float | None = None,
+    ) -> None:
         self.timeout = (connect_timeout, read_timeout)
+        self.stream_timeout = (connect_timeout, stream_read_timeout or read_timeout)
         self.session = requests.Session()
         self.session.trust_env = False
         self.adapter = HTTPAdapter(pool_connections=64, pool_maxsize=pool_maxsize, max_retries=0)
@@ -37,18 +48,27 @@ class UpstreamClient:
         self._headers = dict(self.session.headers)
         self._urls: dict[str, str] = {}
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
-        """POST with a streamed response; the caller must close it."""
+    def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, stream: bool = False
+    ) -> requests.Response:
+        """POST with a streamed response; the caller must close it.
+
+        An endpoint that accepted the connection and then closed it or sent something that is
+        not HTTP is :class:`Dropped`, not :class:`ConnectFailed`: it is up, but gave no answer.
+        """
         try:
             request = PreparedRequest()
             request.prepare_method("POST")
             request.url = self._prepared_url(url)
             request.prepare_headers(self._headers | headers)
             request.prepare_body(body, None)
-            return self.adapter.send(request, stream=True, timeout=self.timeout)
+            timeout = self.stream_timeout if stream else self.timeout
+            return self.adapter.send(request, stream=True, timeout=timeout)
         except requests.ConnectTimeout as exc:
             raise ConnectFailed(f"connect timeout: {exc}") from None
         except requests.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], ProtocolError):
+                raise Dropped("the endpoint closed the connection or did not speak HTTP") from None
             raise ConnectFailed(f"connection failed: {type(exc).__name__}") from None
         except requests.Timeout:
             raise TimedOut("upstream read timeout") from None

@@ -28,6 +28,12 @@ class BadGateway(UpstreamFailure):
         self.status = status
 
 
+class Dropped(BadGateway):
+    """The endpoint took the connection, then closed it without an answer or sent something
+    that is not HTTP. It is up (so not cooled off), but this attempt got nothing back, so the
+    request may go to another replica."""
+
+
 class NoEndpoint(UpstreamFailure):
     """The caller has no endpoint that is ready (none configured, all down or still loading)."""
 

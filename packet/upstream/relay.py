@@ -25,10 +25,10 @@ _DRAIN_SECONDS = 0.5
 
 @dataclass
 class StreamResult:
-    """What a finished relay knows: usage (when the upstream sent it) and how it ended."""
+    """What a finished relay knows: the upstream's last usage report (as sent: the meter
+    decides whether to believe it), the tokens relayed, and how the stream ended."""
 
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    usage: Any = None
     relayed_tokens: int = 0
     first_event_at: float | None = None
     done: bool = False
@@ -45,7 +45,10 @@ def error_event(message: str, code: str = "upstream_error") -> bytes:
 def _count_tokens(obj: dict[str, Any]) -> int:
     """Tokens carried by one chunk, for upstreams that send no usage (one per non-empty delta)."""
     count = 0
-    for choice in obj.get("choices") or ():
+    choices = obj.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
         delta = choice.get("delta")
         text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         if text:
@@ -82,17 +85,15 @@ def inspect_event(
             error.get("message", "upstream error") if isinstance(error, dict) else str(error)
         )
         return event
+    result.relayed_tokens += _count_tokens(obj)
     usage = obj.get("usage")
-    if isinstance(usage, dict):
-        result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
-        result.completion_tokens = usage.get("completion_tokens", result.completion_tokens)
+    if usage is not None:
+        result.usage = usage
         if not obj.get("choices"):
             return event if include_usage else None
         if not continuous_usage:
             del obj["usage"]
             return b"data: " + orjson.dumps(obj) + b"\n\n"
-        return event
-    result.relayed_tokens += _count_tokens(obj)
     return event
 
 
@@ -154,17 +155,39 @@ def relay_sse(
     continuous_usage: bool,
     keepalive: float,
     on_finish: Callable[[StreamResult], None],
+    first_byte_timeout: float = 0.0,
+    idle_timeout: float = 0.0,
     read_size: int = 65536,
 ) -> SSERelay:
-    """The client's SSE body; always ends with ``[DONE]``; ``close()`` calls ``on_finish`` once."""
+    """The client's SSE body; always ends with ``[DONE]``; ``close()`` calls ``on_finish`` once.
+
+    The upstream may stay silent ``first_byte_timeout`` seconds before its first bytes (prefill,
+    a queue) and ``idle_timeout`` seconds between bytes after that (0: no bound); past either
+    the stream ends with an ``upstream_timeout`` error event. Meanwhile ``: ping`` comments go
+    to the client every ``keepalive`` seconds.
+    """
     return SSERelay(
         response,
         on_finish,
         include_usage=include_usage,
         continuous_usage=continuous_usage,
         keepalive=keepalive,
+        first_byte_timeout=first_byte_timeout,
+        idle_timeout=idle_timeout,
         read_size=read_size,
     )
+
+
+class Silence(Exception):
+    """The upstream sent nothing for longer than the stream's bound."""
+
+
+def _wait(keepalive: float, limit: float, silent_for: float) -> float | None:
+    """How long the relay may wait for the upstream before it must ping or give up."""
+    if limit > 0:
+        left = max(0.0, limit - silent_for)
+        return min(keepalive, left) if keepalive > 0 else left
+    return keepalive if keepalive > 0 else None
 
 
 def _relay(
@@ -174,20 +197,28 @@ def _relay(
     continuous_usage: bool,
     keepalive: float,
     on_finish: Callable[[StreamResult], None],
+    first_byte_timeout: float,
+    idle_timeout: float,
     read_size: int,
 ) -> Iterator[bytes]:
     result = StreamResult()
     queue: Queue = Queue()
     reader = gevent.spawn(_pump, response.raw, queue, read_size)
-    timeout = keepalive if keepalive > 0 else None
     buffer = b""
+    heard, limit = time.monotonic(), first_byte_timeout
     try:
         while True:
             try:
-                item = queue.get(timeout=timeout)
+                item = queue.get(timeout=_wait(keepalive, limit, time.monotonic() - heard))
             except Empty:
+                silent_for = time.monotonic() - heard
+                if limit > 0 and silent_for >= limit:
+                    raise Silence(
+                        f"The inference endpoint sent nothing for {silent_for:.0f}s."
+                    ) from None
                 yield PING
                 continue
+            heard, limit = time.monotonic(), idle_timeout
             if item is _EOF:
                 break
             if isinstance(item, BaseException):
@@ -251,10 +282,14 @@ def _close(reader: gevent.Greenlet, response: Any, drain: float) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, Silence):
+        return str(exc)
     if _code(exc) == "upstream_timeout":
         return "The inference endpoint stopped sending tokens (read timeout)."
     return "The connection to the inference endpoint failed mid-stream."
 
 
 def _code(exc: BaseException) -> str:
-    return "upstream_timeout" if "timeout" in type(exc).__name__.lower() else "upstream_error"
+    if isinstance(exc, Silence) or "timeout" in type(exc).__name__.lower():
+        return "upstream_timeout"
+    return "upstream_error"
