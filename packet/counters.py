@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
 # A settlement for a window that has ended finds its key expired and is dropped: recreating
 # the key would leave a negative counter behind.
@@ -207,11 +207,28 @@ class RedisCounters(Counters):
             except NoScriptError:  # a restarted or flushed Redis: EVAL caches it again
                 connection.send_command("EVAL", script.source, len(keys), *keys, *args)
                 reply = connection.read_response()
+        except ResponseError:  # an answer: the connection is fine
+            self._idle.append(connection)
+            raise
         except BaseException:
+            # Every kept connection shares this one's fate (a restarted or unreachable Redis):
+            # drop them all, or each would fail once more and keep the outage going.
             connection.disconnect()
+            self._drop_idle()
             raise
         self._idle.append(connection)
         return reply
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.disconnect()
+
+
+def refused_by_storage(exc: BaseException) -> bool:
+    """True when the storage answered and refused the call (a script error): unlike an outage,
+    that says nothing about the next call, so it must not open the gate for everyone."""
+    return isinstance(exc, ResponseError) and not isinstance(exc, ReadOnlyError)
 
 
 def counters_for(storage: Storage) -> Counters:

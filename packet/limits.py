@@ -35,12 +35,15 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import Storage
 
 from .config import Settings
-from .counters import Ask, Settlement, counters_for
+from .counters import Ask, Settlement, counters_for, refused_by_storage
 from .errors import APIError, RateLimitExceeded, ServiceUnavailable
 
 log = logging.getLogger("packet.limits")
 
 STORAGE_DOWN = "Rate limit storage is unreachable; try again shortly."
+STORAGE_REFUSED = "Rate limit storage could not count this request; try again shortly."
+# The largest token reservation one request may make: a bound on every number sent to storage.
+MAX_ESTIMATE = 2**40
 
 
 def tier_figures(settings: Settings, tier: str) -> dict[str, int]:
@@ -174,6 +177,8 @@ class WindowLimits:
         """
         start, reset_at = self.bounds()
         key = self._token_key(account_id, start)
+        if estimate is not None:
+            estimate = max(0, min(estimate, MAX_ESTIMATE))
         if not self.guard.available():
             return self.guard.unavailable()
         ask = Ask(
@@ -189,6 +194,10 @@ class WindowLimits:
             result = self.counters.admit(ask, _pairs(taken))
         except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
             self._put_back(taken)
+            if refused_by_storage(exc):
+                # The storage is up and said no to this call: that fails this request only.
+                log.error("limit storage refused an admission: %s", exc)
+                raise ServiceUnavailable(STORAGE_REFUSED) from None
             self.guard.failed(exc)
             return self.guard.unavailable()
         held = (estimate or 0) if result.admitted else 0

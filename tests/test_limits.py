@@ -10,10 +10,11 @@ import pytest
 from conftest import REDIS_URL
 from flask_migrate import upgrade
 from limits.storage import MemoryStorage, storage_from_string
+from redis.exceptions import ResponseError
 
 from packet import create_app, store
 from packet.errors import RateLimitExceeded, ServiceUnavailable
-from packet.limits import StorageGuard, WindowLimits, duration
+from packet.limits import MAX_ESTIMATE, StorageGuard, WindowLimits, duration
 
 RATE_HEADERS = (
     "X-RateLimit-Limit",
@@ -216,6 +217,36 @@ def test_fail_open_admits_counts_and_stops_calling_until_a_probe_succeeds():
     held = take(tokens, 1, tpm=10, estimate=5)
     assert held is not None and tokens.used(1) == 5
     assert len(errors) == 1
+
+
+def test_a_call_the_storage_refuses_fails_that_request_only():
+    """A script error caused by one request (INCRBY out of range) used to open the gate for
+    everyone for a second; now that request gets 503 and the next one is limited as usual."""
+    storage, errors = BrokenStorage(), []
+    tokens = budget(storage, errors=errors)
+    real_incr = storage.incr
+
+    def refuse(key, expiry, amount=1):
+        if amount > 10**6:
+            raise ResponseError("ERR increment or decrement would overflow")
+        return real_incr(key, expiry, amount)
+
+    storage.incr = refuse
+    with pytest.raises(ServiceUnavailable):
+        take(tokens, 1, rpm=4, tpm=10**9, estimate=10**7)
+    assert errors == [] and tokens.guard.available()
+    for _ in range(3):
+        take(tokens, 1, rpm=4, tpm=10**9, estimate=1)
+    with pytest.raises(RateLimitExceeded):  # the refused one was counted: 5 > 4
+        take(tokens, 1, rpm=4, tpm=10**9, estimate=1)
+
+
+@pytest.mark.parametrize("estimate", [2**63 - 1, 10**30])
+def test_estimates_are_bounded_before_they_reach_storage(tokens, estimate):
+    held = take(tokens, 1, tpm=10, estimate=estimate)
+    assert held is not None and held.reserved == MAX_ESTIMATE < 2**63
+    with pytest.raises(RateLimitExceeded):
+        take(tokens, 1, tpm=10, estimate=1)
 
 
 def test_fail_closed_refuses_admission_but_never_fails_a_settlement():
