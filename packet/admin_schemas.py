@@ -18,9 +18,20 @@ from .upstream.client import validate_base_url
 MAX_PAGE = 200
 _MAX_DOLLARS = 10**9
 _NAME = validate.Regexp(
-    r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$",
+    r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}\Z",
     error="Use 1-100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit.",
 )
+
+
+class Text(fields.String):
+    """A string without control characters (PostgreSQL cannot store NUL; none belongs in a
+    name, label, model id or key)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValidationError("Must not contain control characters.")
+        return text
 
 
 class Dollars(fields.Field):
@@ -38,7 +49,7 @@ class Dollars(fields.Field):
         return micros
 
 
-class EndpointURL(fields.String):
+class EndpointURL(Text):
     """vLLM's base URL, normalised (``…/v1`` suffix dropped); plain http(s) only."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -49,7 +60,7 @@ class EndpointURL(fields.String):
             raise ValidationError(str(exc)) from None
 
 
-class Time(fields.String):
+class Time(Text):
     """An ISO 8601 date or time; UTC when it has no zone."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -65,15 +76,15 @@ class _Closed(Schema):
 
 
 class AccountCreate(_Closed):
-    name = fields.String(required=True, validate=_NAME)
-    tier = fields.String(validate=validate.Length(min=1, max=50))
+    name = Text(required=True, validate=_NAME)
+    tier = Text(validate=validate.Length(min=1, max=50))
     balance = Dollars(load_default=0)
-    default_model = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
+    default_model = Text(allow_none=True, validate=validate.Length(min=1, max=200))
 
 
 class AccountUpdate(_Closed):
-    tier = fields.String(validate=validate.Length(min=1, max=50))
-    default_model = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
+    tier = Text(validate=validate.Length(min=1, max=50))
+    default_model = Text(allow_none=True, validate=validate.Length(min=1, max=200))
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -86,12 +97,12 @@ class Credit(_Closed):
 
 
 class KeyCreate(_Closed):
-    label = fields.String(allow_none=True, validate=validate.Length(max=100))
+    label = Text(allow_none=True, validate=validate.Length(max=100))
 
 
 class EndpointCreate(_Closed):
     url = EndpointURL(required=True, validate=validate.Length(min=1, max=500))
-    upstream_key = fields.String(allow_none=True, validate=validate.Length(min=1, max=500))
+    upstream_key = Text(allow_none=True, validate=validate.Length(min=1, max=500))
 
 
 class Page(_Closed):
@@ -104,7 +115,7 @@ class Page(_Closed):
 class UsageQuery(_Closed):
     since = Time()
     until = Time()
-    model = fields.String(validate=validate.Length(min=1, max=200))
+    model = Text(validate=validate.Length(min=1, max=200))
     key_id = fields.Integer(validate=validate.Range(min=1))
 
 

@@ -2,7 +2,9 @@
 
 Revocation, tier and balance changes are seen by every worker within ``PACKET_AUTH_CACHE_TTL``
 seconds (5 by default). The balance check that matters for money is not this snapshot but the
-atomic reservation in :mod:`packet.metering`.
+atomic reservation in :mod:`packet.metering`. While the database is unreachable a key seen in
+the last ``PACKET_AUTH_STALE_SECONDS`` keeps its last known principal (nobody can revoke it
+meanwhile either); money stays safe because reservations still need the database or a lease.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class Principal:
 class KeyCache:
     """Digest → principal (or ``None`` for unknown/revoked) with an expiry per entry."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, stale: float = 0.0) -> None:
         self.ttl = ttl
+        self.stale = stale
         self._entries: dict[str, tuple[float, Principal | None]] = {}
         self._touched: dict[int, float] = {}
 
@@ -49,11 +52,19 @@ class KeyCache:
         if entry is not None and entry[0] > now:
             principal = entry[1]
         else:
-            principal = _load(digest, keys.display_prefix(key))
+            try:
+                principal = _load(digest, keys.display_prefix(key))
+            except Exception as exc:
+                if entry is None or entry[0] + self.stale <= now or not store.is_outage(exc):
+                    raise
+                return self._touch(entry[1])
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()
             ttl = self.ttl if principal is not None else min(self.ttl, _NEGATIVE_TTL)
             self._entries[digest] = (now + ttl, principal)
+        return self._touch(principal)
+
+    def _touch(self, principal: Principal | None) -> Principal | None:
         if principal is not None:
             self._touched[principal.key_id] = time.time()
         return principal

@@ -8,6 +8,7 @@ validation errors and anything unexpected are converted here, so a client only e
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -194,16 +195,33 @@ def render(error: APIError) -> Response:
     return response
 
 
+DATABASE_DOWN = "The gateway's database is unreachable; try again shortly."
+
+
 def register_error_handlers(app: Flask) -> None:
     """Route every exception Flask can see through :func:`render`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .store import is_outage
     from .upstream.errors import UpstreamFailure
 
     app.register_error_handler(APIError, render)
     app.register_error_handler(HTTPException, lambda exc: render(from_http_exception(exc)))
     app.register_error_handler(UpstreamFailure, lambda exc: render(from_upstream(exc)))
 
+    logged_at = [0.0]
+
+    def database(exc: SQLAlchemyError) -> Response:
+        if is_outage(exc):
+            if time.monotonic() - logged_at[0] > 10:  # once per outage, not once per request
+                logged_at[0] = time.monotonic()
+                log.warning("database unreachable (%s): answering 503", type(exc).__name__)
+            return render(ServiceUnavailable(DATABASE_DOWN, headers={"Retry-After": "5"}))
+        return unexpected(exc)
+
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error: %s", type(exc).__name__)
         return render(InternalError())
 
+    app.register_error_handler(SQLAlchemyError, database)
     app.register_error_handler(Exception, unexpected)

@@ -208,6 +208,30 @@ def test_unknown_account_is_404_everywhere(api):
         assert missing in error["message"]
 
 
+def test_control_characters_are_400_or_404_never_500(api, name):
+    """PostgreSQL refuses NUL in text: a name in the path is not found, a field is a 400."""
+    for path in ("", "/keys", "/usage"):
+        response = api.get(f"/admin/v1/accounts/a%00b{path}", headers=AUTH)
+        assert_error(response, 404, "not_found")
+    for body, param in [
+        ({"name": "a\x00b"}, "name"),
+        ({"name": "abc\n"}, "name"),
+        ({"name": "ok-name", "default_model": "m\x00"}, "default_model"),
+    ]:
+        assert_error(
+            api.post("/admin/v1/accounts", json=body, headers=AUTH), 400, "invalid_request", param
+        )
+    for path, body, param in [
+        ("/keys", {"label": "x\x00"}, "label"),
+        ("/endpoints", {"url": "http://10.0.0.5:8000", "upstream_key": "k\x00"}, "upstream_key"),
+        ("/endpoints", {"url": "http://10.0.0.5\x00:8000"}, "url"),
+    ]:
+        response = api.post(f"/admin/v1/accounts/{name}{path}", json=body, headers=AUTH)
+        assert_error(response, 400, "invalid_request", param)
+    response = api.get(f"/admin/v1/accounts/{name}/usage?model=a%00b", headers=AUTH)
+    assert_error(response, 400, "invalid_request", "model")
+
+
 def test_list_accounts_paginates(api):
     made = [
         api.post("/admin/v1/accounts", json={"name": f"pg-{uuid.uuid4().hex[:8]}"}, headers=AUTH)
