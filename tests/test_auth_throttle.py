@@ -1,5 +1,6 @@
 """Failed key attempts per client address, without a server: the address behind trusted
-proxies, the budget and its window on a controlled clock, the storage policy."""
+proxies, the budget and its window on a controlled clock, the storage policy, and the 429s
+through Flask's test client (live: test_auth_throttle_live)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import uuid
 
 import pytest
 from conftest import REDIS_URL
+from flask_migrate import upgrade
 from limits.storage import MemoryStorage, storage_from_string
 from test_limits import BrokenStorage, Clock
 
+from packet import create_app, store
 from packet.auth_throttle import AuthThrottle, client_address
 from packet.config import ConfigError, load_settings
 from packet.counters import counters_for
@@ -188,3 +191,51 @@ def test_storage_down_follows_the_limits_policy(fail_open):
                 t.failed(environ("192.0.2.1"))
     assert storage.calls == 1, "one failed call, then the outage is remembered"
     t.check(environ("192.0.2.1"))
+
+
+@pytest.fixture
+def guarded(tmp_path):
+    """An app allowing 3 failed attempts per address and window, on a controlled clock."""
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'throttle.db'}",
+            "PACKET_AUTH_FAILURES_PER_WINDOW": "3",
+            "PACKET_USAGE_FLUSH_INTERVAL": "0",
+        }
+    )
+    with app.app_context():
+        upgrade()
+        store.create_account("acme", "standard", 25_000_000)
+        app.key = store.create_key("acme", "good")[1]
+        revoked = store.create_key("acme", "old")[1]
+        store.revoke_key(revoked)
+    app.revoked = revoked
+    app.clock = app.extensions["packet"].auth_throttle.clock = Clock()
+    return app
+
+
+def test_every_kind_of_failure_counts_then_429_even_with_a_valid_key(guarded):
+    client = guarded.test_client()
+    failures = [
+        client.get("/v1/models"),  # no key
+        client.get("/v1/models", headers={"Authorization": "Bearer sk-not-ours"}),
+        client.get("/health", headers={"Authorization": f"Bearer {guarded.revoked}"}),
+    ]
+    assert [r.status_code for r in failures] == [401, 401, 401]
+    assert client.get("/health").status_code == 200  # no key: not an attempt
+
+    unknown = "pk_live_" + "x" * 40
+    for path in ("/v1/models", "/health"):
+        for key in (unknown, guarded.key):
+            response = client.get(path, headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 429
+            error = response.get_json()["error"]
+            assert error["code"] == "rate_limit_exceeded"
+            assert "failed API key attempts" in error["message"]
+            assert response.headers["Retry-After"] == "50"
+            assert response.headers["retry-after-ms"] == "50000"
+    other = {"REMOTE_ADDR": "192.0.2.1"}
+    auth = {"Authorization": f"Bearer {guarded.key}"}
+    assert client.get("/v1/models", headers=auth, environ_base=other).status_code == 200
+    guarded.clock.now += 50  # the window has ended
+    assert client.get("/v1/models", headers=auth).status_code == 200
