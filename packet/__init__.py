@@ -63,6 +63,7 @@ def _engine_options(url: str) -> dict:
 def register_extensions(app: Flask, settings: Settings) -> None:
     """Bind extensions and build the per-worker runtime. Order matters: see comments."""
     from . import auth, observability
+    from .auth_throttle import AuthThrottle
     from .extensions import db, limiter, migrate
     from .limits import StorageGuard, WindowLimits
     from .metering import Meter
@@ -86,14 +87,34 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         pool_maxsize=settings.pool_maxsize,
         stream_read_timeout=silence + 5 if silence > 0 else None,
     )
-    # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
-    observability.init_app(app)
-    auth.init_app(app, keys)
     # Flask-Limiter supplies the limit storage from its config; packet.limits counts requests.
     # Its own per-request hooks would find no limit to apply yet cost ~0.1 ms a request: an app
     # already listing the limiter is one init_app adds no hooks to (the double-init guard).
     app.extensions.setdefault("limiter", set()).add(limiter)
     limiter.init_app(app)
+    guard = StorageGuard(
+        limiter.storage,
+        fail_open=settings.limits_fail_open,
+        on_error=observability.LIMIT_STORAGE_ERRORS.inc,
+    )
+    limits = WindowLimits(
+        limiter.storage,
+        settings.limit_window_seconds,
+        prefix=settings.limit_key_prefix,
+        guard=guard,
+    )
+    # Failed key attempts are counted in the same storage, under the same outage policy.
+    throttle = AuthThrottle(
+        limits.counters.storage,
+        guard,
+        threshold=settings.auth_failures_per_window,
+        window=settings.limit_window_seconds,
+        prefix=settings.limit_key_prefix,
+        trusted=settings.trusted_proxies,
+    )
+    # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
+    observability.init_app(app)
+    auth.init_app(app, keys, throttle)
     app.extensions["packet"] = Runtime(
         settings=settings,
         keys=keys,
@@ -105,22 +126,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             cooloff=settings.unhealthy_cooloff,
             warmup_timeout=settings.warmup_timeout,
         ),
-        limits=WindowLimits(
-            limiter.storage,
-            settings.limit_window_seconds,
-            prefix=settings.limit_key_prefix,
-            guard=StorageGuard(
-                limiter.storage,
-                fail_open=settings.limits_fail_open,
-                on_error=observability.LIMIT_STORAGE_ERRORS.inc,
-            ),
-        ),
+        limits=limits,
         meter=Meter(
             app,
             settings,
             touched_keys=keys.drain_touched,
             on_quarantine=observability.USAGE_QUARANTINED.inc,
         ),
+        auth_throttle=throttle,
     )
     app.before_request(app.extensions["packet"].start)
 

@@ -1,5 +1,6 @@
 """Bearer key → account, with a short per-worker cache so the hot path skips the database.
 
+Failed attempts are counted per client address and throttled by :mod:`packet.auth_throttle`.
 Revocation, tier and balance changes are seen by every worker within ``PACKET_AUTH_CACHE_TTL``
 seconds (5 by default). The balance check that matters for money is not this snapshot but the
 atomic reservation in :mod:`packet.metering`. While the database is unreachable a key seen in
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from flask import Flask, g, request
 
 from . import keys, store
+from .auth_throttle import AuthThrottle
 from .errors import InvalidAPIKey
 
 _NEGATIVE_TTL = 2.0
@@ -106,8 +108,18 @@ def bearer_key() -> str:
     return credentials.strip()
 
 
-def authenticate(cache: KeyCache) -> Principal:
-    """Resolve the request's key to a principal, or raise 401/403."""
+def authenticate(cache: KeyCache, throttle: AuthThrottle) -> Principal:
+    """Resolve the request's key to a principal, or raise 401 (429 for an address that has
+    spent its failure budget, checked before the key is looked at)."""
+    throttle.check(request.environ)
+    try:
+        return _principal(cache)
+    except InvalidAPIKey:
+        throttle.failed(request.environ)
+        raise
+
+
+def _principal(cache: KeyCache) -> Principal:
     key = bearer_key()
     if not keys.is_well_formed(key):
         raise InvalidAPIKey("Malformed API key: Packet.ai keys start with 'pk_live_'.")
@@ -120,10 +132,10 @@ def authenticate(cache: KeyCache) -> Principal:
     return principal
 
 
-def init_app(app: Flask, cache: KeyCache) -> None:
+def init_app(app: Flask, cache: KeyCache, throttle: AuthThrottle) -> None:
     """Authenticate every /v1 request before anything else (the limiter keys on the account)."""
 
     @app.before_request
     def _authenticate() -> None:
         if request.blueprint == "v1":
-            g.principal = authenticate(cache)
+            g.principal = authenticate(cache, throttle)

@@ -6,6 +6,7 @@ and everything downstream receives the resulting :class:`Settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ DEFAULT_TIERS: dict[str, dict[str, int]] = {
 }
 
 MICROS_PER_DOLLAR = 1_000_000
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -70,6 +73,8 @@ class Settings:
     usage_buffer_max: int = 100_000
     balance_lease: int = 20
     log_level: str = "INFO"
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    auth_failures_per_window: int = 30
 
     def price_for(self, model: str) -> Price:
         """The price table entry for ``model``, or the default price."""
@@ -168,6 +173,19 @@ def _prices(raw: str | None) -> dict[str, Price]:
     return prices
 
 
+def _networks(raw: str | None) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDRs (``10.0.0.0/8``; host bits are ignored)."""
+    networks = []
+    for text in filter(None, (part.strip() for part in (raw or "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise ConfigError(
+                f"PACKET_TRUSTED_PROXIES: {text!r} is not an address or CIDR"
+            ) from exc
+    return tuple(networks)
+
+
 def default_sqlite_url(instance_path: str) -> str:
     """SQLite file under the Flask instance folder: the zero-setup default."""
     Path(instance_path).mkdir(parents=True, exist_ok=True)
@@ -222,4 +240,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         usage_buffer_max=max(1, _int(env, "PACKET_USAGE_BUFFER_MAX", 100_000)),
         balance_lease=max(1, _int(env, "PACKET_BALANCE_LEASE", 20)),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        trusted_proxies=_networks(env.get("PACKET_TRUSTED_PROXIES")),
+        auth_failures_per_window=max(0, _int(env, "PACKET_AUTH_FAILURES_PER_WINDOW", 30)),
     )

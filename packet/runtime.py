@@ -15,6 +15,7 @@ import gevent
 from flask import current_app
 
 from .auth import KeyCache
+from .auth_throttle import AuthThrottle
 from .config import Settings
 from .limits import WindowLimits
 from .metering import Meter
@@ -30,6 +31,7 @@ class Runtime:
     discovery: Discovery
     limits: WindowLimits
     meter: Meter
+    auth_throttle: AuthThrottle
     started: bool = field(default=False)
     streams: weakref.WeakSet = field(default_factory=weakref.WeakSet)
 

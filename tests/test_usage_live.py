@@ -305,6 +305,7 @@ def test_admin_changes_reach_every_worker_within_the_cache_ttl(launcher, sqlite_
         upstreams=[sim.url],
         workers=2,
         PACKET_AUTH_CACHE_TTL=str(ttl),
+        PACKET_AUTH_FAILURES_PER_WINDOW="0",  # the revoked key's 401s are awaited, not throttled
         PACKET_ADMIN_TOKEN=token,
         PACKET_TIERS='{"bulk": {"rpm": 1000000, "tpm": 10000000}, "wide": {"rpm": 999999, "tpm": 10000000}}',
         **PRICES,

@@ -34,7 +34,7 @@ def health() -> ResponseReturnValue:
     }
     healthy = body["database"] == "ok" and body["limit_storage"] == "ok"
     if request.headers.get("Authorization"):
-        principal = authenticate(rt.keys)
+        principal = authenticate(rt.keys, rt.auth_throttle)
         triples = endpoint_triples(rt, principal)
         states = rt.discovery.states(triples)
         now = time.monotonic()
