@@ -14,6 +14,8 @@ import orjson
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
+from .envelope import INTERNAL_ERROR, error_body
+
 log = logging.getLogger("packet.errors")
 
 NO_ENDPOINT_HINT = (
@@ -28,7 +30,7 @@ class APIError(Exception):
     status = 500
     type = "server_error"
     code = "internal_error"
-    default_message = "The server had an error while processing your request."
+    default_message = INTERNAL_ERROR
 
     def __init__(
         self,
@@ -44,14 +46,7 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON envelope, as OpenAI sends it."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return error_body(self.message, self.type, self.code, self.param)
 
 
 class InvalidRequest(APIError):
