@@ -50,6 +50,9 @@ def configure(app: Flask, settings: Settings) -> None:
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
+    # Paths match as sent: merging "//" would answer a 308 whose Location is built from the Host
+    # header (an open redirect); an unknown path is a 404 in the envelope instead.
+    app.url_map.merge_slashes = False
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
