@@ -1,7 +1,8 @@
 """Every environment variable the gateway reads, parsed once into typed settings.
 
 Nothing else in the package reads ``os.environ``: the factory calls :func:`load_settings`
-and everything downstream receives the resulting :class:`Settings`.
+and everything downstream receives the resulting :class:`Settings` (the gunicorn worker, which
+runs outside the app, calls :func:`request_read_timeout`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Settings:
     usage_batch_size: int = 500
     balance_lease: int = 20
     log_level: str = "INFO"
+    request_read_timeout: float = 30.0
 
     def price_for(self, model: str) -> Price:
         """The price table entry for ``model``, or the default price."""
@@ -212,4 +214,18 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         usage_batch_size=max(1, _int(env, "PACKET_USAGE_BATCH_SIZE", 500)),
         balance_lease=max(1, _int(env, "PACKET_BALANCE_LEASE", 20)),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        request_read_timeout=request_read_timeout(env),
     )
+
+
+def request_read_timeout(env: Mapping[str, str] | None = None) -> float:
+    """Seconds a client may take to send a request's head, then as long for its body.
+
+    Public because the gunicorn worker (packet.server) bounds the request line and headers
+    outside any app, so without Settings; it reads the variable (from the process environment
+    by default) through this, with the same default and checks.
+    """
+    value = _float(os.environ if env is None else env, "PACKET_REQUEST_READ_TIMEOUT", 30.0)
+    if value == 0:
+        raise ConfigError("PACKET_REQUEST_READ_TIMEOUT must be positive")
+    return value
