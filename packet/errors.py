@@ -84,8 +84,14 @@ class Conflict(APIError):
     status, type, code = 409, "invalid_request_error", "conflict"
 
 
+class RequestTimeout(APIError):
+    status, type, code = 408, "invalid_request_error", "request_timeout"
+    default_message = "The request was not received in time."
+
+
 class PayloadTooLarge(APIError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
+    default_message = "The request body is too large."
 
 
 class RateLimitExceeded(APIError):
@@ -146,7 +152,7 @@ def from_http_exception(exc: HTTPException) -> APIError:
     if status == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
     if status == 413:
-        return PayloadTooLarge("The request body is too large.")
+        return PayloadTooLarge()
     cls = _HTTP_ERRORS.get(status)
     if cls is not None:
         return cls(exc.description)
