@@ -11,7 +11,8 @@ import tempfile
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gevent"
+# gunicorn's gevent worker, answering in the JSON envelope and bounding request heads.
+worker_class = "packet.server.GeventWorker"
 # Streams are long-lived: one worker should hold thousands of them.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "4000"))
 # For async workers `timeout` is a heartbeat, not a request limit.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-
-from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.pool import StaticPool
+from typing import TYPE_CHECKING
 
 from .config import Settings, load_settings
+
+# Importing the package stays light (standard library only): gunicorn imports the worker class,
+# packet.server, in its master process, before gevent patches anything; Flask and SQLAlchemy are
+# imported when an app is built.
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["create_app"]
 
@@ -20,6 +23,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     ``env`` replaces the process environment (tests pass their own); nothing here touches the
     network or the database.
     """
+    from flask import Flask
+
     app = Flask(__name__, instance_relative_config=True)
     settings = load_settings(env, instance_path=app.instance_path)
     configure(app, settings)
@@ -45,6 +50,9 @@ def configure(app: Flask, settings: Settings) -> None:
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
+    # Paths match as sent: merging "//" would answer a 308 whose Location is built from the Host
+    # header (an open redirect); an unknown path is a 404 in the envelope instead.
+    app.url_map.merge_slashes = False
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -52,6 +60,8 @@ def configure(app: Flask, settings: Settings) -> None:
 
 
 def _engine_options(url: str) -> dict:
+    from sqlalchemy.pool import StaticPool
+
     if url.startswith("sqlite"):
         options: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         if url in ("sqlite://", "sqlite:///:memory:"):
@@ -62,6 +72,8 @@ def _engine_options(url: str) -> dict:
 
 def register_extensions(app: Flask, settings: Settings) -> None:
     """Bind extensions and build the per-worker runtime. Order matters: see comments."""
+    from sqlalchemy import event
+
     from . import auth, observability
     from .auth_throttle import AuthThrottle
     from .extensions import db, limiter, migrate

@@ -19,6 +19,7 @@ from marshmallow import Schema, ValidationError
 
 from . import admin_schemas as schemas
 from . import store
+from .body import read_body
 from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, render
 from .reports import account_usage, account_view, endpoint_view, key_view, usage_record_view
 from .runtime import runtime
@@ -62,7 +63,8 @@ def _load(schema: Schema, data: Any) -> dict[str, Any]:
 
 def _body(schema: Schema, *, optional: bool = False) -> dict[str, Any]:
     """The JSON object body, validated (an empty body is ``{}`` when ``optional``)."""
-    if optional and not request.get_data(cache=True):
+    raw = read_body(runtime().settings.request_read_timeout)
+    if optional and not raw:
         return _load(schema, {})
     data = request.get_json(silent=True)
     if not isinstance(data, dict):

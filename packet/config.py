@@ -1,7 +1,8 @@
 """Every environment variable the gateway reads, parsed once into typed settings.
 
 Nothing else in the package reads ``os.environ``: the factory calls :func:`load_settings`
-and everything downstream receives the resulting :class:`Settings`.
+and everything downstream receives the resulting :class:`Settings` (the gunicorn worker, which
+runs outside the app, calls :func:`request_read_timeout`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Settings:
     log_level: str = "INFO"
     trusted_proxies: tuple[IPNetwork, ...] = ()
     auth_failures_per_window: int = 30
+    request_read_timeout: float = 30.0
 
     def price_for(self, model: str) -> Price:
         """The price table entry for ``model``, or the default price."""
@@ -242,4 +244,18 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
         trusted_proxies=_networks(env.get("PACKET_TRUSTED_PROXIES")),
         auth_failures_per_window=max(0, _int(env, "PACKET_AUTH_FAILURES_PER_WINDOW", 30)),
+        request_read_timeout=request_read_timeout(env),
     )
+
+
+def request_read_timeout(env: Mapping[str, str] | None = None) -> float:
+    """Seconds a client may take to send a request's head, then as long for its body.
+
+    Public because the gunicorn worker (packet.server) bounds the request line and headers
+    outside any app, so without Settings; it reads the variable (from the process environment
+    by default) through this, with the same default and checks.
+    """
+    value = _float(os.environ if env is None else env, "PACKET_REQUEST_READ_TIMEOUT", 30.0)
+    if value == 0:
+        raise ConfigError("PACKET_REQUEST_READ_TIMEOUT must be positive")
+    return value

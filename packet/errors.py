@@ -15,6 +15,8 @@ import orjson
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
+from .envelope import INTERNAL_ERROR, error_body
+
 log = logging.getLogger("packet.errors")
 
 NO_ENDPOINT_HINT = (
@@ -29,7 +31,7 @@ class APIError(Exception):
     status = 500
     type = "server_error"
     code = "internal_error"
-    default_message = "The server had an error while processing your request."
+    default_message = INTERNAL_ERROR
 
     def __init__(
         self,
@@ -45,14 +47,7 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON envelope, as OpenAI sends it."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return error_body(self.message, self.type, self.code, self.param)
 
 
 class InvalidRequest(APIError):
@@ -90,8 +85,14 @@ class Conflict(APIError):
     status, type, code = 409, "invalid_request_error", "conflict"
 
 
+class RequestTimeout(APIError):
+    status, type, code = 408, "invalid_request_error", "request_timeout"
+    default_message = "The request was not received in time."
+
+
 class PayloadTooLarge(APIError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
+    default_message = "The request body is too large."
 
 
 class RateLimitExceeded(APIError):
@@ -152,7 +153,7 @@ def from_http_exception(exc: HTTPException) -> APIError:
     if status == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
     if status == 413:
-        return PayloadTooLarge("The request body is too large.")
+        return PayloadTooLarge()
     cls = _HTTP_ERRORS.get(status)
     if cls is not None:
         return cls(exc.description)

@@ -17,6 +17,7 @@ from marshmallow import Schema
 
 from . import limits, observability, usage
 from .auth import Principal
+from .body import read_body
 from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError, from_upstream
 from .limits import TokenReservation
 from .metering import Hold, cost_micros
@@ -32,7 +33,7 @@ _RETRY_STATUSES = (502, 503)
 
 def parse_body(schema: Schema) -> dict[str, Any]:
     """The client's JSON object, validated; 400 naming the offending param otherwise."""
-    raw = request.get_data(cache=True)
+    raw = read_body(runtime().settings.request_read_timeout)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -59,6 +59,92 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0)
     raise RuntimeError(f"{url} did not answer in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+@dataclass
+class RawAnswer:
+    """What a server sent back on one raw connection, and whether it then closed it."""
+
+    data: bytes
+    closed: bool
+    elapsed: float
+
+    @property
+    def status(self) -> int | None:
+        line = self.data.split(b"\r\n", 1)[0].split()
+        return int(line[1]) if len(line) > 1 and line[1].isdigit() else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        head = self.data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+        return {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head)}
+
+    @property
+    def body(self) -> bytes:
+        body = self.data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in self.data else b""
+        return body[: int(self.headers.get("content-length", len(body)))]
+
+
+def _read_answer(sock: socket.socket, started: float, deadline: float) -> RawAnswer:
+    """Read until the server closes the connection (or resets it) or ``deadline`` passes."""
+    data = b""
+    for _ in range(10_000):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return RawAnswer(data, False, time.monotonic() - started)
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return RawAnswer(data, True, time.monotonic() - started)
+        data += chunk
+    raise RuntimeError("the server kept sending")
+
+
+def raw_request(
+    url: str, data: bytes, *, timeout: float = 10.0, half_close: bool = False
+) -> RawAnswer:
+    """Send ``data`` as is on a new connection to ``url`` (for requests no client library will
+    send) and read until the server closes it or ``timeout`` seconds pass. ``half_close``
+    ends the sending side, as a client whose body was cut short does."""
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return _read_answer(sock, started, started + timeout)
+
+
+def trickle(url: str, head: bytes, drip: bytes, *, interval: float, limit: float) -> RawAnswer:
+    """Send ``head``, then ``drip`` one byte every ``interval`` seconds until the server answers
+    or closes the connection; give up (``closed`` false) after ``limit`` seconds."""
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    deadline = started + limit
+    with socket.create_connection((host, int(port)), timeout=limit) as sock:
+        sock.sendall(head)
+        for byte in drip:
+            sock.settimeout(interval)
+            try:
+                if sock.recv(65536, socket.MSG_PEEK):
+                    break  # an answer (or the end of the connection) is there: read it
+                return RawAnswer(b"", True, time.monotonic() - started)
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                return RawAnswer(b"", True, time.monotonic() - started)
+            if time.monotonic() >= deadline:
+                return RawAnswer(b"", False, time.monotonic() - started)
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                return RawAnswer(b"", True, time.monotonic() - started)
+        return _read_answer(sock, started, deadline)
+
+
 def clean_env(**overrides: str) -> dict[str, str]:
     """The process environment without any gateway settings, plus ``overrides``."""
     env = {

@@ -2,7 +2,13 @@
 
 import pytest
 
-from packet.config import ConfigError, dollars_to_micros, load_settings, normalize_database_url
+from packet.config import (
+    ConfigError,
+    dollars_to_micros,
+    load_settings,
+    normalize_database_url,
+    request_read_timeout,
+)
 
 
 def settings(tmp_path, **env):
@@ -68,3 +74,12 @@ def test_prices(tmp_path):
     )
     assert s.price_for("other").input_per_million == 500_000
     assert s.price_for("big").output_per_million == 15_000_000
+
+
+def test_request_read_timeout(tmp_path):
+    assert settings(tmp_path).request_read_timeout == 30.0
+    assert settings(tmp_path, PACKET_REQUEST_READ_TIMEOUT="2.5").request_read_timeout == 2.5
+    assert request_read_timeout({"PACKET_REQUEST_READ_TIMEOUT": "4"}) == 4.0
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigError):
+            settings(tmp_path, PACKET_REQUEST_READ_TIMEOUT=bad)

@@ -80,3 +80,23 @@ def test_api_error_headers_are_sent(app):
         raise APIError("slow down", headers={"Retry-After": "3"})
 
     assert app.test_client().get("/limited").headers["Retry-After"] == "3"
+
+
+@pytest.mark.parametrize("path", ["/v1//models", "/health//", "/v1/chat//completions"])
+def test_repeated_slashes_are_404_never_a_redirect(client, path):
+    response = client.get(path, headers={"Host": "evil.example"})
+    assert "Location" not in response.headers
+    assert_envelope(response, 404, "not_found")
+
+
+def test_no_route_can_redirect(tmp_path):
+    """werkzeug builds a redirect's Location from the Host header: no rule may produce one."""
+    from packet import create_app
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "PACKET_ADMIN_TOKEN": "t"})
+    assert app.url_map.merge_slashes is False  # the matcher then never merges, whatever the rule
+    rules = list(app.url_map.iter_rules())
+    assert any(rule.rule.startswith("/admin/") for rule in rules)
+    for rule in rules:
+        assert rule.redirect_to is None, rule.rule
+        assert not (rule.strict_slashes and rule.rule.endswith("/")), rule.rule

@@ -17,6 +17,8 @@ import gevent
 import orjson
 from gevent.queue import Empty, Queue
 
+from ..envelope import error_body
+
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 _EOF = object()
@@ -38,8 +40,7 @@ class StreamResult:
 
 def error_event(message: str, code: str = "upstream_error") -> bytes:
     """An in-band SSE error, the way vLLM and the openai SDK expect it after a 200."""
-    body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
-    return b"data: " + orjson.dumps(body) + b"\n\n"
+    return b"data: " + orjson.dumps(error_body(message, "server_error", code)) + b"\n\n"
 
 
 def _count_tokens(obj: dict[str, Any]) -> int:
