@@ -1,0 +1,157 @@
+"""Usage rows: written in batches with the balance settlements they carry, and reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy import BigInteger, Integer, String, func, select, update
+
+from ..extensions import db
+from ..models import Account, ApiKey, UsageRecord
+from ._db import _atomic, _page
+from .accounts import get_account
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """One finished request's effect on its account: reservation released, cost charged."""
+
+    account_id: int
+    reserved_micros: int
+    cost_micros: int
+
+
+def _column_bounds() -> dict[str, tuple[type, int]]:
+    """Per usage column: (str, width) or (int, largest value), from the table itself."""
+    bounds: dict[str, tuple[type, int]] = {}
+    for column in UsageRecord.__table__.columns:
+        kind = column.type
+        if isinstance(kind, String) and kind.length:
+            bounds[column.name] = (str, kind.length)
+        elif isinstance(kind, BigInteger):
+            bounds[column.name] = (int, 2**63 - 1)
+        elif isinstance(kind, Integer):
+            bounds[column.name] = (int, 2**31 - 1)
+    return bounds
+
+
+_USAGE_BOUNDS = _column_bounds()
+
+
+def fit_usage(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every value inside its column: strings cut to width, integers clamped.
+
+    The gateway's own values always fit; this keeps one odd value (a long label, an absurd
+    count) from failing the batch it is written with.
+    """
+    fitted = dict(row)
+    for name, (kind, bound) in _USAGE_BOUNDS.items():
+        value = fitted.get(name)
+        if kind is str and isinstance(value, str) and len(value) > bound:
+            fitted[name] = value[:bound]
+        elif kind is int and type(value) is int and not -bound <= value <= bound:
+            fitted[name] = max(-bound, min(bound, value))
+    return fitted
+
+
+def write_usage(
+    records: Sequence[dict[str, Any]],
+    settlements: Iterable[Settlement],
+    touched_keys: dict[int, float],
+) -> None:
+    """Insert usage rows and settle balances in one transaction (all or nothing)."""
+    net: dict[int, int] = {}
+    for s in settlements:
+        net[s.account_id] = net.get(s.account_id, 0) + s.reserved_micros - s.cost_micros
+    with _atomic():
+        if records:
+            db.session.execute(UsageRecord.__table__.insert(), [fit_usage(r) for r in records])
+        for account_id, delta in sorted(net.items()):
+            if delta:
+                db.session.execute(
+                    update(Account)
+                    .where(Account.id == account_id)
+                    .values(balance_micros=Account.balance_micros + delta)
+                )
+        for key_id, used_at in sorted(touched_keys.items()):
+            db.session.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .values(last_used_at=datetime.fromtimestamp(used_at, UTC))
+            )
+
+
+class UsageRow(NamedTuple):
+    """Usage of one (model, key) pair over a time range."""
+
+    model: str | None
+    key_id: int | None
+    key_prefix: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_micros: int
+
+
+def usage_rows(
+    account_name: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    key_id: int | None = None,
+) -> list[UsageRow]:
+    """Per model and key: requests, tokens and cost in ``[since, until)`` (index-backed)."""
+    account = get_account(account_name)
+    query = (
+        select(
+            UsageRecord.model,
+            UsageRecord.key_id,
+            ApiKey.prefix,
+            func.count(),
+            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.total_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+        )
+        .outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
+        .where(UsageRecord.account_id == account.id)
+    )
+    if since is not None:
+        query = query.where(UsageRecord.created_at >= since)
+    if until is not None:
+        query = query.where(UsageRecord.created_at < until)
+    if model is not None:
+        query = query.where(UsageRecord.model == model)
+    if key_id is not None:
+        query = query.where(UsageRecord.key_id == key_id)
+    query = query.group_by(UsageRecord.model, UsageRecord.key_id, ApiKey.prefix).order_by(
+        UsageRecord.model, UsageRecord.key_id
+    )
+    return [
+        UsageRow(*(int(v) if isinstance(v, Decimal) else v for v in row))
+        for row in db.session.execute(query).all()
+    ]
+
+
+def usage_records(
+    account_name: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_id: int = 0,
+    limit: int | None = None,
+) -> list[UsageRecord]:
+    """An account's usage rows, oldest first; ``after_id`` is the cursor for the next page."""
+    account = get_account(account_name)
+    query = select(UsageRecord).where(
+        UsageRecord.account_id == account.id, UsageRecord.id > after_id
+    )
+    if since is not None:
+        query = query.where(UsageRecord.created_at >= since)
+    if until is not None:
+        query = query.where(UsageRecord.created_at < until)
+    return _page(query.order_by(UsageRecord.id), 0, limit)
