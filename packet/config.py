@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,8 @@ MICROS_PER_DOLLAR = 1_000_000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
 
 class ConfigError(ValueError):
     """An environment variable has a value the gateway cannot use."""
@@ -35,6 +39,19 @@ class Price:
 
     input_per_million: int
     output_per_million: int
+
+
+@dataclass(frozen=True)
+class AddressRules:
+    """``PACKET_ENDPOINT_ALLOW`` or ``_DENY``: networks, exact hostnames, ``*.suffix`` wildcards
+    (kept as ``.suffix``). Hostnames are lower-case, without a trailing dot."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    hosts: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.networks or self.hosts or self.suffixes)
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,8 @@ class Settings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     auth_failures_per_window: int = 30
     request_read_timeout: float = 30.0
+    endpoint_allow: AddressRules = field(default_factory=AddressRules)
+    endpoint_deny: AddressRules = field(default_factory=AddressRules)
 
     def price_for(self, model: str) -> Price:
         """The price table entry for ``model``, or the default price."""
@@ -188,6 +207,46 @@ def _networks(raw: str | None) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _address_rules(env: Mapping[str, str], name: str) -> AddressRules:
+    """Comma-separated CIDRs, addresses, hostnames and ``*.suffix`` wildcards.
+
+    Addresses must be written canonically (``127.0.0.1``, not ``0x7f000001`` or ``127.1``):
+    a rule the operator misreads is worse than a refused start.
+    """
+    networks: list[IPNetwork] = []
+    hosts: set[str] = set()
+    suffixes: list[str] = []
+    for text in filter(None, (part.strip().lower() for part in env.get(name, "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(text.strip("[]"), strict=False))
+            continue
+        except ValueError as exc:
+            if "/" in text:
+                raise ConfigError(f"{name}: {text!r} is not a valid CIDR: {exc}") from None
+        host = text.rstrip(".")
+        wildcard = host.startswith("*.")
+        labels = (host[2:] if wildcard else host).split(".")
+        if not all(_HOST_LABEL.match(label) for label in labels):
+            raise ConfigError(f"{name}: {text!r} is not a CIDR, an address or a hostname")
+        if loose_ipv4(host):
+            raise ConfigError(f"{name}: {text!r} is not a canonical address (write a.b.c.d)")
+        if wildcard:
+            suffixes.append(host[1:])
+        else:
+            hosts.add(host)
+    return AddressRules(tuple(networks), frozenset(hosts), tuple(suffixes))
+
+
+def loose_ipv4(text: str) -> bool:
+    """True for what C's inet_aton (and so getaddrinfo) reads as an IPv4 address although it
+    is not dotted-quad decimal: ``2130706433``, ``0x7f000001``, ``0251.0376.0251.0376``."""
+    try:
+        socket.inet_aton(text)
+    except OSError:
+        return False
+    return True
+
+
 def default_sqlite_url(instance_path: str) -> str:
     """SQLite file under the Flask instance folder: the zero-setup default."""
     Path(instance_path).mkdir(parents=True, exist_ok=True)
@@ -245,6 +304,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         trusted_proxies=_networks(env.get("PACKET_TRUSTED_PROXIES")),
         auth_failures_per_window=max(0, _int(env, "PACKET_AUTH_FAILURES_PER_WINDOW", 30)),
         request_read_timeout=request_read_timeout(env),
+        endpoint_allow=_address_rules(env, "PACKET_ENDPOINT_ALLOW"),
+        endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
     )
 
 
