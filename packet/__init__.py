@@ -82,6 +82,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     from .runtime import Runtime
     from .upstream.client import UpstreamClient
     from .upstream.discovery import Discovery
+    from .upstream.policy import EndpointPolicy
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
@@ -98,6 +99,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         read_timeout=settings.read_timeout,
         pool_maxsize=settings.pool_maxsize,
         stream_read_timeout=silence + 5 if silence > 0 else None,
+        policy=EndpointPolicy(settings.endpoint_allow, settings.endpoint_deny),
     )
     # Flask-Limiter supplies the limit storage from its config; packet.limits counts requests.
     # Its own per-request hooks would find no limit to apply yet cost ~0.1 ms a request: an app

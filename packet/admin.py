@@ -24,6 +24,7 @@ from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, render
 from .reports import account_usage, account_view, endpoint_view, key_view, usage_record_view
 from .runtime import runtime
 from .schemas import first_error
+from .upstream.errors import Blocked
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/v1")
 
@@ -181,8 +182,18 @@ def revoke_key(name: str, key_id: int) -> tuple[Response, int]:
 
 @bp.post("/accounts/<name>/endpoints")
 def add_endpoint(name: str) -> tuple[Response, int]:
-    """Add an inference endpoint (vLLM's base URL) (201)."""
+    """Add an inference endpoint (vLLM's base URL) (201); 400 when the policy refuses it.
+
+    A name that does not resolve yet is accepted: every new connection is checked anyway.
+    """
     data = _body(schemas.EndpointCreate())
+    try:
+        runtime().client.policy.check_url(data["url"])
+    except Blocked as exc:
+        raise InvalidRequest(
+            f"Invalid value for 'url': refused by the gateway's endpoint policy: {exc}.",
+            param="url",
+        ) from None
     endpoint = store.add_endpoint(name, data["url"], data.get("upstream_key"))
     return _changed(endpoint_view(endpoint), 201)
 

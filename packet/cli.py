@@ -20,6 +20,7 @@ from . import store
 from .config import ConfigError, dollars_to_micros
 from .reports import account_usage, account_view, dollars, parse_time
 from .upstream.client import validate_base_url
+from .upstream.errors import Blocked
 
 T = TypeVar("T")
 
@@ -155,6 +156,15 @@ def endpoints_add(name: str, url: str, upstream_key: str | None) -> None:
         base_url = validate_base_url(url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="URL") from None
+    try:
+        resolved = current_app.extensions["packet"].client.policy.check_url(base_url)
+    except Blocked as exc:
+        raise click.ClickException(f"endpoint URL refused by the gateway's policy: {exc}") from None
+    if not resolved:
+        click.echo(
+            f"warning: {base_url} does not resolve now; each new connection will be checked",
+            err=True,
+        )
     endpoint = _store(store.add_endpoint, name, base_url, upstream_key)
     current_app.extensions["packet"].keys.invalidate()
     click.echo(f"added endpoint {endpoint.id}: {endpoint.base_url}")

@@ -112,6 +112,18 @@ class UpstreamError(APIError):
     default_message = "The inference endpoint returned an invalid response."
 
 
+class EndpointBlocked(APIError):
+    """The gateway's endpoint policy refuses the endpoint's address; which rule, and the
+    address, stay in the gateway's log and the admin's answers, not the client's."""
+
+    status, type, code = 502, "server_error", "endpoint_blocked"
+    default_message = (
+        "Your inference endpoint's address is not allowed by the gateway's endpoint policy, so "
+        "the gateway did not connect to it. Point the endpoint at an address the gateway's "
+        "operator allows (GET /health with your key shows which endpoints are blocked)."
+    )
+
+
 class ServiceUnavailable(APIError):
     status, type, code = 503, "server_error", "service_unavailable"
     default_message = NO_ENDPOINT_HINT
@@ -175,6 +187,8 @@ def from_upstream(exc: Exception) -> APIError:
             f"endpoints. Available models: {served}.",
             param="model",
         )
+    if isinstance(exc, up.Blocked):
+        return EndpointBlocked()
     if isinstance(exc, up.NoEndpoint):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return ServiceUnavailable(NO_ENDPOINT_HINT, headers=headers)

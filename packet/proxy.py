@@ -24,7 +24,14 @@ from .metering import Hold, cost_micros
 from .runtime import Runtime, runtime
 from .schemas import errors_for, first_error
 from .upstream.discovery import EndpointState, Target
-from .upstream.errors import BadGateway, ConnectFailed, Dropped, TimedOut, UpstreamFailure
+from .upstream.errors import (
+    BadGateway,
+    Blocked,
+    ConnectFailed,
+    Dropped,
+    TimedOut,
+    UpstreamFailure,
+)
 from .upstream.relay import StreamResult, relay_sse
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -210,7 +217,9 @@ def _send(
     at most ``PACKET_FAILOVER_ATTEMPTS`` in all. Without one, the last failure is the answer.
     A connection dropped without an answer (a replica that just died, or one that speaks no
     HTTP) also moves on, but does not cool the endpoint off: a dead one will refuse the next
-    connection. A timeout is not retried: the endpoint may be doing the work.
+    connection. A timeout is not retried: the endpoint may be doing the work. A new connection
+    the endpoint policy refuses (its name now resolves to a denied address) marks the endpoint
+    blocked and moves on too; nothing was sent.
     """
     body["model"] = target.model
     try:
@@ -225,9 +234,10 @@ def _send(
             response = rt.client.post(
                 f"{state.url}{path}", payload, headers | state.headers(), stream=stream
             )
-        except (ConnectFailed, Dropped) as exc:
+        except (ConnectFailed, Dropped, Blocked) as exc:
             response, failure = None, exc
             kind = "connect" if isinstance(exc, ConnectFailed) else "dropped"
+            kind = "blocked" if isinstance(exc, Blocked) else kind
         except BaseException as exc:
             state.inflight -= 1
             observability.UPSTREAM_FAILURES.labels(_failure_kind(exc)).inc()
@@ -238,7 +248,9 @@ def _send(
             kind = f"http_{response.status_code}"
             failure = BadGateway(f"answered {response.status_code}", response.status_code)
         observability.UPSTREAM_FAILURES.labels(kind).inc()
-        if not isinstance(failure, Dropped):
+        if isinstance(failure, Blocked):
+            rt.discovery.mark_blocked(state, str(failure))
+        elif not isinstance(failure, Dropped):
             rt.discovery.mark_down(state, str(failure))
         tried.append(state)
         retry = (

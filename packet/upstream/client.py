@@ -9,19 +9,25 @@ Completions are sent through the session's adapter with a request prepared here:
 session's per-call merging of settings, cookies and hooks was a third of requests' cost per
 call, and the gateway needs none of it (no proxies from the environment, no redirects, and no
 cookie jar shared between different users' endpoints).
+
+Every new connection is checked against the endpoint policy (:mod:`packet.upstream.connection`);
+a refused one raises :class:`~packet.upstream.errors.Blocked` from :meth:`UpstreamClient.post`
+and :meth:`UpstreamClient.get` alike.
 """
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Any
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 from urllib3.exceptions import ProtocolError
 
+from .connection import CheckedAdapter
 from .errors import BadGateway, ConnectFailed, Dropped, TimedOut
+from .policy import EndpointPolicy, parse_address
 
 _MAX_URLS = 10_000
 
@@ -36,12 +42,16 @@ class UpstreamClient:
         read_timeout: float,
         pool_maxsize: int,
         stream_read_timeout: float | None = None,
+        policy: EndpointPolicy | None = None,
     ) -> None:
+        self.policy = policy or EndpointPolicy()
         self.timeout = (connect_timeout, read_timeout)
         self.stream_timeout = (connect_timeout, stream_read_timeout or read_timeout)
         self.session = requests.Session()
         self.session.trust_env = False
-        self.adapter = HTTPAdapter(pool_connections=64, pool_maxsize=pool_maxsize, max_retries=0)
+        self.adapter = CheckedAdapter(
+            self.policy, pool_connections=64, pool_maxsize=pool_maxsize, max_retries=0
+        )
         self.session.mount("http://", self.adapter)
         self.session.mount("https://", self.adapter)
         # requests' defaults (User-Agent, Accept, Connection), merged once instead of per call.
@@ -120,6 +130,13 @@ def validate_base_url(url: str) -> str:
         raise ValueError("the endpoint URL must start with http:// or https://")
     if not parts.hostname:
         raise ValueError("the endpoint URL has no host")
+    address = parse_address(parts.hostname)
+    if isinstance(address, IPv4Address) and parts.hostname != str(address):
+        # 0x7f000001, 2130706433, 127.1: each reads differently to a person and to a resolver.
+        raise ValueError(
+            f"the endpoint URL's host {parts.hostname} is not a canonical address; "
+            f"write it as {address}"
+        )
     if parts.username or parts.password:
         raise ValueError("the endpoint URL must not contain credentials; use --upstream-key")
     if parts.query or parts.fragment:

@@ -4,6 +4,10 @@ One :class:`Discovery` per worker. Endpoint states are probed (``/health`` then 
 in the background every ``interval`` seconds and on demand when a request meets an endpoint it
 has not seen yet, or finds nothing usable — never on every request: a probe already running is
 shared, and an endpoint checked moments ago is not probed again.
+
+An endpoint whose address the endpoint policy refuses is BLOCKED, not DOWN: it is a setting,
+not an outage, its models are forgotten, and a request that finds only blocked endpoints gets
+:class:`Blocked` (the policy error), not the usual "no running endpoint" hint.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from typing import Any
 import gevent
 
 from .client import UpstreamClient
-from .errors import ModelNotServed, NoEndpoint, UpstreamFailure
+from .errors import Blocked, ModelNotServed, NoEndpoint, UpstreamFailure
 
 log = logging.getLogger("packet.discovery")
 
 HEALTHY, LOADING, STARTING, DOWN = "healthy", "loading", "starting", "down"
+BLOCKED = "blocked"
 WARMING = (LOADING, STARTING)
 _FORGET_AFTER = 600.0
 _WARMUP_POLL = 0.5
@@ -149,6 +154,8 @@ class Discovery:
             else:
                 state.status, state.error = DOWN, f"/health answered {status}"
             state.refused_since = None
+        except Blocked as exc:
+            self.mark_blocked(state, str(exc))
         except UpstreamFailure as exc:
             state.status = self._unreachable_status(state)
             state.error = str(exc)
@@ -170,6 +177,13 @@ class Discovery:
         log.warning("endpoint %s marked down for %.0fs: %s", state.label, self.cooloff, reason)
         state.down_until = time.monotonic() + self.cooloff
         state.error = reason
+
+    def mark_blocked(self, state: EndpointState, reason: str) -> None:
+        """The policy refused the endpoint's address (a probe or a request's new connection)."""
+        if state.status != BLOCKED:
+            log.warning("endpoint %s blocked by the endpoint policy: %s", state.label, reason)
+        state.status, state.error, state.models = BLOCKED, reason, {}
+        state.refused_since = None
 
     def start(self) -> None:
         """Start the background refresh loop (once per worker)."""
@@ -272,5 +286,7 @@ class Discovery:
             return ModelNotServed(model, list(served))
         if not states:
             return NoEndpoint("no endpoint configured")
+        if all(s.status == BLOCKED for s in states):
+            return Blocked(states[0].error or "blocked by the endpoint policy")
         waits = [self.interval] + [s.down_until - now for s in states if s.cooling_off(now)]
         return NoEndpoint("no ready endpoint", retry_after=max(1, math.ceil(min(waits))))

@@ -49,3 +49,12 @@ class ModelNotServed(UpstreamFailure):
         super().__init__(model)
         self.model = model
         self.available = available
+
+
+class Blocked(UpstreamFailure):
+    """The gateway's endpoint policy (``PACKET_ENDPOINT_ALLOW`` / ``_DENY`` and the built-in
+    denials) refuses the endpoint's host or an address it resolves to: nothing was sent to it.
+
+    The message names the rule and the address, for the operator and the logs; a client is
+    told only that its endpoint's address is not allowed (see :mod:`packet.errors`).
+    """
