@@ -26,6 +26,7 @@ MICROS_PER_DOLLAR = 1_000_000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_CIDR_LIKE = re.compile(r"^[0-9a-f.:\[\]]+/\d+$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
@@ -221,7 +222,7 @@ def _address_rules(env: Mapping[str, str], name: str) -> AddressRules:
             networks.append(ipaddress.ip_network(text.strip("[]"), strict=False))
             continue
         except ValueError as exc:
-            if "/" in text:
+            if _CIDR_LIKE.match(text):
                 raise ConfigError(f"{name}: {text!r} is not a valid CIDR: {exc}") from None
         host = text.rstrip(".")
         wildcard = host.startswith("*.")

@@ -268,10 +268,10 @@ class Database:
             return fn(*args, **kwargs)
 
 
-def _migrated_app(url: str):
+def _migrated_app(url: str, **env: str):
     from flask_migrate import upgrade
 
-    app = create_app({"DATABASE_URL": url, "PACKET_USAGE_FLUSH_INTERVAL": "0"})
+    app = create_app({"DATABASE_URL": url, "PACKET_USAGE_FLUSH_INTERVAL": "0", **env})
     with app.app_context():
         upgrade()
     return app
@@ -405,6 +405,12 @@ def gateway(start_gateway, sqlite_database, sim) -> Gateway:
 def app(tmp_path):
     """A migrated app on a fresh SQLite file, for unit tests with Flask's test client."""
     return _migrated_app(f"sqlite:///{tmp_path / 'unit.db'}")
+
+
+@pytest.fixture
+def make_app(tmp_path) -> Callable[..., object]:
+    """``make_app(PACKET_X="…")``: like ``app``, with those settings."""
+    return lambda **env: _migrated_app(f"sqlite:///{tmp_path / uuid.uuid4().hex}.db", **env)
 
 
 @pytest.fixture

@@ -338,6 +338,37 @@ def test_endpoint_url_validation(api, name, body):
     assert_error(response, 400, "invalid_request", "url")
 
 
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("http://169.254.169.254/latest", "address 169.254.169.254 is link-local"),
+        ("http://[::ffff:169.254.169.254]", "address 169.254.169.254 is link-local"),
+        ("http://[fd00:ec2::254]", "cloud metadata address"),
+        ("http://100.100.100.200", "cloud metadata address"),
+        ("http://0.0.0.0:8000", "unspecified"),
+        ("http://metadata.google.internal", "host metadata.google.internal is a cloud metadata"),
+        ("http://meta.example:8000", "address 169.254.169.254 is link-local"),
+    ],
+)
+def test_endpoint_refused_by_the_policy_is_a_400_naming_the_rule(
+    api, admin_app, name, monkeypatch, url, rule
+):
+    names = {"meta.example": ["169.254.169.254"]}
+    policy = admin_app.extensions["packet"].client.policy
+    monkeypatch.setattr(policy, "resolver", lambda host, port: names[host])
+    response = api.post(f"/admin/v1/accounts/{name}/endpoints", json={"url": url}, headers=AUTH)
+    error = assert_error(response, 400, "invalid_request", "url")
+    assert "endpoint policy" in error["message"] and rule in error["message"]
+    assert api.get(f"/admin/v1/accounts/{name}/endpoints", headers=AUTH).json["data"] == []
+
+
+def test_endpoint_with_a_loose_ipv4_host_is_a_400(api, name):
+    for url in ("http://0x7f000001:8000", "http://2130706433", "http://0251.0376.0251.0376"):
+        response = api.post(f"/admin/v1/accounts/{name}/endpoints", json={"url": url}, headers=AUTH)
+        error = assert_error(response, 400, "invalid_request", "url")
+        assert "not a canonical address" in error["message"], url
+
+
 # --- usage and the CLI ------------------------------------------------------------------------
 
 

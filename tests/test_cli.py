@@ -1,5 +1,7 @@
 """The admin CLI, through Flask's CLI runner against a migrated SQLite database."""
 
+import socket
+
 from packet import keys, store
 
 
@@ -76,3 +78,43 @@ def test_usage_report_empty(runner):
     invoke(runner, "accounts", "create", "acme")
     assert "0 requests" in invoke(runner, "usage", "acme").output
     assert '"requests": 0' in invoke(runner, "usage", "acme", "--json").output
+
+
+def test_endpoints_add_refuses_what_the_policy_denies(runner, app, monkeypatch):
+    invoke(runner, "accounts", "create", "acme")
+    names = {"meta.example": ["169.254.169.254"], "pod.example": ["10.0.0.7"]}
+    policy = app.extensions["packet"].client.policy
+    monkeypatch.setattr(policy, "resolver", lambda host, port: names[host])
+    for url, rule in [
+        ("http://169.254.169.254", "link-local"),
+        ("http://[::ffff:169.254.169.254]:80", "link-local"),
+        ("http://metadata.google.internal", "metadata service name"),
+        ("http://meta.example:8000", "169.254.169.254"),
+    ]:
+        result = invoke(runner, "endpoints", "add", "acme", url)
+        assert result.exit_code == 1, url
+        assert "refused by the gateway's policy" in result.output and rule in result.output
+    result = invoke(runner, "endpoints", "add", "acme", "http://0x7f000001:8000")
+    assert result.exit_code != 0 and "not a canonical address" in result.output
+    assert invoke(runner, "endpoints", "list", "acme").output == ""
+    assert invoke(runner, "endpoints", "add", "acme", "http://pod.example:8000").exit_code == 0
+
+
+def test_endpoints_add_accepts_a_name_that_does_not_resolve_yet(runner, app, monkeypatch):
+    def unresolvable(host, port):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    invoke(runner, "accounts", "create", "acme")
+    monkeypatch.setattr(app.extensions["packet"].client.policy, "resolver", unresolvable)
+    result = invoke(runner, "endpoints", "add", "acme", "http://pod-7.example:8000")
+    assert result.exit_code == 0
+    assert "does not resolve now" in result.output
+
+
+def test_endpoints_add_under_a_loopback_deny(make_app):
+    runner = make_app(PACKET_ENDPOINT_DENY="127.0.0.0/8,::1").test_cli_runner()
+    invoke(runner, "accounts", "create", "acme")
+    for url in ("http://127.0.0.1:8000", "http://[::1]:8000", "http://[::ffff:127.0.0.1]:8000"):
+        result = invoke(runner, "endpoints", "add", "acme", url)
+        assert result.exit_code == 1 and "PACKET_ENDPOINT_DENY" in result.output, url
+    assert invoke(runner, "endpoints", "add", "acme", "http://10.0.0.5:8000").exit_code == 0

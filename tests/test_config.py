@@ -83,3 +83,40 @@ def test_request_read_timeout(tmp_path):
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ConfigError):
             settings(tmp_path, PACKET_REQUEST_READ_TIMEOUT=bad)
+
+
+def test_endpoint_rules(tmp_path):
+    s = settings(
+        tmp_path,
+        PACKET_ENDPOINT_ALLOW="10.0.0.0/8, 192.168.1.7,[fd00::1],GPU.Example.,*.pods.example",
+        PACKET_ENDPOINT_DENY="127.0.0.0/8,::1",
+    )
+    assert [str(n) for n in s.endpoint_allow.networks] == [
+        "10.0.0.0/8",
+        "192.168.1.7/32",
+        "fd00::1/128",
+    ]
+    assert s.endpoint_allow.hosts == {"gpu.example"}
+    assert s.endpoint_allow.suffixes == (".pods.example",)
+    assert [str(n) for n in s.endpoint_deny.networks] == ["127.0.0.0/8", "::1/128"]
+    empty = settings(tmp_path)
+    assert not empty.endpoint_allow and not empty.endpoint_deny
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("0x7f000001", "not a canonical address"),
+        ("2130706433", "not a canonical address"),
+        ("127.1", "not a canonical address"),
+        ("10.0.0.0/33", "not a valid CIDR"),
+        ("*", "not a CIDR, an address or a hostname"),
+        ("pods.*.example", "not a CIDR, an address or a hostname"),
+        ("http://10.0.0.5", "not a CIDR, an address or a hostname"),
+        ("a..b", "not a CIDR, an address or a hostname"),
+    ],
+)
+def test_bad_endpoint_rules_rejected(tmp_path, raw, reason):
+    for name in ("PACKET_ENDPOINT_ALLOW", "PACKET_ENDPOINT_DENY"):
+        with pytest.raises(ConfigError, match=f"{name}: .*{reason}"):
+            settings(tmp_path, **{name: f"10.0.0.1,{raw}"})

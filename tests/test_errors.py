@@ -100,3 +100,17 @@ def test_no_route_can_redirect(tmp_path):
     for rule in rules:
         assert rule.redirect_to is None, rule.rule
         assert not (rule.strict_slashes and rule.rule.endswith("/")), rule.rule
+
+
+def test_a_blocked_endpoint_is_a_502_that_names_the_policy_not_the_address(app):
+    from packet.upstream.errors import Blocked
+
+    @app.get("/_blocked")
+    def blocked():
+        raise Blocked("address 10.9.8.7 is denied by PACKET_ENDPOINT_DENY")
+
+    response = app.test_client().get("/_blocked")
+    error = assert_envelope(response, 502, "endpoint_blocked")
+    assert error["type"] == "server_error"
+    assert "not allowed by the gateway's endpoint policy" in error["message"]
+    assert "10.9.8.7" not in response.get_data(as_text=True)

@@ -117,7 +117,11 @@ class EndpointPolicy:
         resolve.
         """
         literal = parse_address(host)
-        found = [str(literal)] if literal is not None else self.resolver(host, port)
+        if literal is None:
+            self._check_name(normalise_host(host))  # a denied name is not even looked up
+            found = self.resolver(host, port)
+        else:
+            found = [str(literal)]
         self.check(host, found)
         return found
 

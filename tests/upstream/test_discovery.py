@@ -8,12 +8,13 @@ from collections import Counter
 import gevent
 import pytest
 
-from packet.upstream.discovery import DOWN, HEALTHY, LOADING, STARTING, Discovery
-from packet.upstream.errors import ConnectFailed, ModelNotServed, NoEndpoint
+from packet.upstream.discovery import BLOCKED, DOWN, HEALTHY, LOADING, STARTING, Discovery
+from packet.upstream.errors import Blocked, ConnectFailed, ModelNotServed, NoEndpoint
 
 
 class FakeClient:
-    """Answers probes from a table: base URL → ``"refused"``, a /health status, or models."""
+    """Answers probes from a table: base URL → ``"refused"``, ``"blocked"``, a /health status,
+    or models."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -33,6 +34,8 @@ class FakeClient:
         answer = self.answers.get(base, "refused")
         if answer == "refused":
             raise ConnectFailed("connection failed: ConnectionError")
+        if answer == "blocked":
+            raise Blocked("address 169.254.169.254 is link-local (denied by default)")
         if isinstance(answer, int):
             return answer, None
         if url.endswith("/health"):
@@ -265,3 +268,29 @@ def test_request_waits_for_a_starting_endpoint_then_gives_up_at_the_bound() -> N
     assert caught.value.retry_after == 10
     # at most one probe per poll interval while waiting, not a busy loop
     assert client.calls["http://a/health"] <= 4
+
+
+def test_an_endpoint_the_policy_refuses_is_blocked_not_down_and_serves_nothing() -> None:
+    client = FakeClient()
+    client.serve("http://a", "m")
+    disc = discovery(client)
+    (state,) = disc.states(triples("http://a"))
+    assert state.status == HEALTHY
+    client.answers["http://a"] = "blocked"  # its name now resolves to a denied address
+    disc.probe(state)
+    assert (state.status, state.models) == (BLOCKED, {})
+    assert "link-local" in (state.error or "")
+    assert disc.served_models([state]) == {}
+    with pytest.raises(Blocked):
+        disc.route([state], None)
+
+
+def test_blocked_and_down_endpoints_together_are_no_endpoint() -> None:
+    client = FakeClient()
+    client.answers["http://blocked"] = "blocked"
+    client.answers["http://broken"] = 500
+    disc = discovery(client)
+    states = disc.states(triples("http://blocked", "http://broken"))
+    assert [s.status for s in states] == [BLOCKED, DOWN]
+    with pytest.raises(NoEndpoint):
+        disc.route(states, None)
