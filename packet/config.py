@@ -90,6 +90,7 @@ class Settings:
     usage_flush_interval: float = 0.5
     usage_batch_size: int = 500
     usage_buffer_max: int = 100_000
+    journal_stale_seconds: float = 600.0
     balance_lease: int = 20
     log_level: str = "INFO"
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -300,6 +301,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         usage_flush_interval=_float(env, "PACKET_USAGE_FLUSH_INTERVAL", 0.5),
         usage_batch_size=max(1, _int(env, "PACKET_USAGE_BATCH_SIZE", 500)),
         usage_buffer_max=max(1, _int(env, "PACKET_USAGE_BUFFER_MAX", 100_000)),
+        journal_stale_seconds=max(10.0, _float(env, "PACKET_JOURNAL_STALE_SECONDS", 600.0)),
         balance_lease=max(1, _int(env, "PACKET_BALANCE_LEASE", 20)),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
         trusted_proxies=_networks(env.get("PACKET_TRUSTED_PROXIES")),

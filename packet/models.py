@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -88,3 +88,29 @@ class UsageRecord(db.Model):
     # "upstream": the endpoint's own report; "counted": the gateway's count (see packet.usage).
     usage_source: Mapped[str] = mapped_column(String(16), default="upstream")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MeterWorker(db.Model):
+    """A gateway worker's journal (see packet.journal): who it is, when it last wrote, and a
+    checkpoint of its long calls (JSON), so a live worker can settle for it if it dies."""
+
+    __tablename__ = "meter_workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    master_pid: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    calls: Mapped[str] = mapped_column(Text, default="[]")
+
+
+class WorkerLease(db.Model):
+    """Balance a worker has leased and not yet given back or billed, per account."""
+
+    __tablename__ = "worker_leases"
+
+    worker_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    amount_micros: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -19,6 +19,7 @@ from . import limits, observability, usage
 from .auth import Principal
 from .body import read_body
 from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError, from_upstream
+from .journal import OpenCall
 from .limits import TokenReservation
 from .metering import Hold, cost_micros
 from .runtime import Runtime, runtime
@@ -92,8 +93,24 @@ class Call:
     tokens: TokenReservation | None
     prompt_estimate: int
     bounds: usage.Bounds
+    journal: OpenCall | None = None
     holds_endpoint: bool = False
     done: bool = False
+
+    def begin(self) -> None:
+        """Note the call in the worker's journal, so a worker killed mid-call bills it."""
+        self.journal = self.rt.meter.begin(
+            {
+                "request_id": self.request_id,
+                "account_id": self.principal.account_id,
+                "key_id": self.principal.key_id,
+                "endpoint_url": self.target.state.label,
+                "model": self.target.model,
+                "route": self.route,
+                "stream": self.stream,
+            },
+            self.hold,
+        )
 
     def finish(
         self,
@@ -130,7 +147,7 @@ class Call:
             "client_disconnected": disconnected,
             "usage_source": used.source,
         }
-        self.rt.meter.record(row, self.hold)
+        self.rt.meter.record(row, self.hold, self.journal)
         observability.observe(self.route, status, latency, used.prompt, used.completion)
 
 
@@ -181,9 +198,12 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
         usage.bounds(body, body_bytes, context),
     )
     g.metered = True
+    call.begin()
     try:
         call.target, response = _send(rt, states, target, body, headers, upstream_path, stream)
         call.holds_endpoint = True
+        if call.target is not target and call.journal is not None:
+            call.journal.fields["endpoint_url"] = call.target.state.label
         if response.status_code >= 400:
             return _upstream_error(call, response)
         if stream:
@@ -338,6 +358,12 @@ def _stream(call: Call, response: Any, client_options: dict[str, Any]) -> Respon
         idle_timeout=settings.stream_idle_timeout,
         on_finish=finished,
     )
+    if call.journal is not None:
+        progress, prompt = body.progress, call.prompt_estimate
+        call.journal.progress = lambda: (
+            prompt if progress.first_event_at is not None else 0,
+            progress.relayed_tokens,
+        )
     return Response(body, status=200, mimetype="text/event-stream", headers=SSE_HEADERS)
 
 

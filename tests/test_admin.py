@@ -399,7 +399,7 @@ def _usage(admin_app, name: str) -> tuple[int, int]:
                     "client_disconnected": False,
                 }
             )
-        store.write_usage(rows, [], {})
+        store.write_usage(store.Batch(records=rows))
         return first.id, second.id
 
 

@@ -3,11 +3,15 @@ a database failure without losing or double-applying anything, and the relay's t
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 import uuid
 from dataclasses import replace
 from types import SimpleNamespace
 
 import gevent
+import orjson
 import pytest
 
 from packet import store
@@ -15,6 +19,7 @@ from packet.auth import Principal
 from packet.config import Price, load_settings
 from packet.errors import InsufficientQuota, ServiceUnavailable
 from packet.extensions import db
+from packet.journal import Journal, WorkerRow, process_alive
 from packet.metering import NO_HOLD, Hold, Meter, cost_micros
 from packet.upstream.relay import relay_sse
 
@@ -145,7 +150,7 @@ def test_failed_flush_is_retried_without_loss_or_double_apply(database):
         assert meter.flush() == 0
     finally:
         dialect.do_commit = real_commit
-    assert len(failures) == 2 and meter.pending() == 2  # the row and its settlement
+    assert len(failures) == 2 and meter.pending() == 2  # the row and its account's lease
     assert _rows(database, principal) == []
     assert _balance(database, principal) == 1_000_000 - reserved.amount  # only the reservation
 
@@ -217,10 +222,10 @@ def test_lease_serves_reservations_from_memory_and_returns_the_rest(database):
     principal = _principal(database, 10_000_000)
     meter = _meter(database)  # a block of 20 maximum costs
     first = database.run(meter.reserve, principal, "m", 1, 1)
-    assert first == Hold(400, leased=True)
+    assert first == Hold(400)
     assert _balance(database, principal) == 10_000_000 - 20 * 400  # one UPDATE for the block
     holds = [database.run(meter.reserve, principal, "m", 1, 1) for _ in range(19)]
-    assert all(h.leased for h in holds)
+    assert all(h.amount == 400 for h in holds)
     assert _balance(database, principal) == 10_000_000 - 20 * 400  # no SQL for these
     for hold in [first, *holds]:
         meter.record(_usage(principal, 1, 0, 100), hold)
@@ -233,7 +238,7 @@ def test_a_busy_worker_leases_bigger_blocks_until_the_next_flush(database):
     principal = _principal(database, 100_000_000)
     meter = _meter(database)  # blocks of 20, 40, 80 … maximum costs
     holds = [database.run(meter.reserve, principal, "m", 1, 1) for _ in range(61)]
-    assert all(h.leased for h in holds)
+    assert all(h.amount == 400 for h in holds)
     # 20 + 40 held by two leases, the 61st request took a third one of 80
     assert _balance(database, principal) == 100_000_000 - (20 + 40 + 80) * 400
     for hold in holds:
@@ -248,7 +253,7 @@ def test_a_grown_block_falls_back_to_the_base_block_near_the_floor(database):
     principal = _principal(database, 5 * 20 * 400)  # too little for a doubled block
     meter = _meter(database)
     holds = [database.run(meter.reserve, principal, "m", 1, 1) for _ in range(21)]
-    assert all(h.leased for h in holds)
+    assert all(h.amount == 400 for h in holds)
     assert _balance(database, principal) == 3 * 20 * 400  # two base blocks
     for _ in range(20):
         database.run(meter.reserve, principal, "m", 1, 1)
@@ -259,7 +264,7 @@ def test_no_lease_near_an_empty_balance(database):
     principal = _principal(database, 4 * 20 * 400 - 1)  # below the floor of four blocks
     meter = _meter(database)
     hold = database.run(meter.reserve, principal, "m", 1, 1)
-    assert hold == Hold(400)  # exact, in the database
+    assert hold == Hold(400)  # a lease of exactly this request's hold
     assert _balance(database, principal) == 4 * 20 * 400 - 1 - 400
 
 
@@ -329,3 +334,124 @@ def test_client_disconnect_is_metered_once_with_tokens_so_far():
     body.close()
     (result,) = finished
     assert result.disconnected and result.usage == {"prompt_tokens": 7, "completion_tokens": 3}
+
+
+# --- journal: a worker killed outright ---------------------------------------------------------
+
+GONE_PID = 4_194_305  # above Linux's largest pid: no such process
+
+
+def _dead_meter(database) -> Meter:
+    """A meter whose journal claims a process of this machine that no longer runs."""
+    meter = _meter(database)
+    host = socket.gethostname()
+    gone = WorkerRow(f"{host}/1/{GONE_PID}/{uuid.uuid4().hex[:8]}", host, 1, GONE_PID, time.time())
+    meter.journal.worker = lambda: gone
+    return meter
+
+
+def _call_fields(principal: Principal) -> dict:
+    usage = _usage(principal, 0, 0, 0)
+    return {
+        k: usage[k] for k in ("request_id", "account_id", "key_id", "endpoint_url", "model")
+    } | {
+        "route": "chat.completions",
+        "stream": True,
+    }
+
+
+def _open_stream(database, meter: Meter, principal: Principal):
+    """A stream admitted two seconds ago that has relayed 5 tokens of a 1-token prompt."""
+    hold = database.run(meter.reserve, principal, "m", 1, 10)
+    call = meter.begin(_call_fields(principal), hold)
+    call.started -= 2
+    call.progress = lambda: (1, 5)
+    return hold, call
+
+
+def test_a_dead_workers_journal_bills_its_streams_and_returns_its_leases(database):
+    principal = _principal(database, 10_000_000)
+    dead = _dead_meter(database)
+    _, call = _open_stream(database, dead, principal)
+    assert dead.flush() == 0  # no row yet: the checkpoint and the lease are in the journal
+    lost = database.run(dead.reserve, principal, "m", 1, 1)
+    dead.record(_usage(principal, 1, 0, 100), lost)  # finished after the last flush: lost
+    # The stream's hold, and a new block for the request that finished since.
+    assert _balance(database, principal) == 10_000_000 - 3100 - 20 * 400
+
+    survivor = _meter(database)
+    survivor.flush()  # its first flush sweeps for dead workers
+    (row,) = _rows(database, principal)
+    assert (row.status, row.prompt_tokens, row.completion_tokens) == (502, 1, 5)
+    assert row.usage_source == "recovered" and row.cost_micros == 100 + 5 * 300
+    assert row.request_id == call.fields["request_id"] and row.client_disconnected
+    assert _balance(database, principal) == 10_000_000 - 1600  # the rest of the lease is back
+    workers = database.run(store.journal_workers)
+    assert dead.journal.identity().id not in [w.id for w in workers]
+    survivor.flush()
+    assert len(_rows(database, principal)) == 1  # recovered once
+
+
+def test_a_worker_recovered_while_alive_bills_nothing_twice(database):
+    principal = _principal(database, 10_000_000)
+    stalled = _dead_meter(database)
+    hold, call = _open_stream(database, stalled, principal)
+    stalled.flush()
+    _meter(database).flush()  # another worker takes it for dead and recovers it
+    assert _balance(database, principal) == 10_000_000 - 1600
+
+    stalled.record(_usage(principal, 1, 7, 2200), hold, call)  # the stream ends after all
+    assert stalled.flush() == 0  # fenced: the recovery billed it from its checkpoint
+    assert len(_rows(database, principal)) == 1
+    assert _balance(database, principal) == 10_000_000 - 1600
+    # The worker carries on with a new journal.
+    again = database.run(stalled.reserve, principal, "m", 1, 1)
+    stalled.record(_usage(principal, 1, 1, 400), again)
+    assert stalled.flush() == 1
+    assert _balance(database, principal) == 10_000_000 - 1600 - 400
+
+
+def test_a_live_worker_is_never_recovered_and_a_clean_shutdown_leaves_no_journal(database):
+    principal = _principal(database, 10_000_000)
+    alive = _meter(database)
+    hold, call = _open_stream(database, alive, principal)
+    alive.flush()
+    _meter(database).flush()
+    assert _rows(database, principal) == []  # its process runs: left alone
+    alive.record(_usage(principal, 1, 5, 1600), hold, call)
+    alive.close()
+    assert _balance(database, principal) == 10_000_000 - 1600
+    workers = database.run(store.journal_workers)
+    assert alive.journal.identity().id not in [w.id for w in workers]
+
+
+def test_dead_workers_are_told_by_process_here_and_by_silence_elsewhere():
+    journal = Journal(stale_after=600)
+    me = journal.identity()
+    now = time.time()
+    workers = [
+        me,
+        WorkerRow("a", me.host, os.getppid(), os.getpid(), now),  # alive (this process)
+        WorkerRow("b", me.host, 1, GONE_PID, now),  # gone
+        WorkerRow("c", me.host, os.getpid(), os.getpid(), now),  # pid reused by someone else
+        WorkerRow("d", "elsewhere", 1, 1, now - 601),  # silent for too long
+        WorkerRow("e", "elsewhere", 1, 1, now - 30),  # wrote recently
+    ]
+    assert journal.dead(workers, now) == ["b", "c", "d"]
+    assert process_alive(os.getpid(), os.getppid())
+
+
+def test_only_calls_open_for_a_while_are_checkpointed():
+    journal = Journal(stale_after=600)
+    young = journal.begin({"request_id": "young"}, 10)
+    old = journal.begin({"request_id": "old"}, 20)
+    old.started -= 2
+    old.progress = lambda: (3, 4)
+    stored, due = journal.checkpoint()
+    assert due == [old] and young not in due
+    (entry,) = orjson.loads(stored)
+    assert entry["request_id"] == "old" and entry["hold"] == 20
+    assert (entry["prompt_tokens"], entry["completion_tokens"]) == (3, 4)
+    journal.written(due)
+    journal.recovered_elsewhere()
+    assert old.recovered and old.refunded and young.refunded and not young.recovered

@@ -8,11 +8,10 @@ from .accounts import (
     create_account,
     credit_account,
     get_account,
-    lease_balance,
     list_accounts,
-    reserve_balance,
     update_account,
 )
+from .batch import Batch, write_usage
 from .endpoints import (
     EndpointRow,
     account_endpoints,
@@ -20,6 +19,7 @@ from .endpoints import (
     list_endpoints,
     remove_endpoint,
 )
+from .journal import Recovered, drop_worker, journal_workers, lease_balance, recover_worker
 from .keys import (
     KeyRow,
     create_key,
@@ -29,13 +29,15 @@ from .keys import (
     revoke_key,
     revoke_key_id,
 )
-from .usage import Settlement, UsageRow, fit_usage, usage_records, usage_rows, write_usage
+from .usage import Settlement, UsageRow, fit_usage, usage_records, usage_rows
 
 __all__ = [
+    "Batch",
     "ConflictError",
     "EndpointRow",
     "KeyRow",
     "NotFoundError",
+    "Recovered",
     "Settlement",
     "StoreError",
     "UsageRow",
@@ -44,18 +46,20 @@ __all__ = [
     "create_account",
     "create_key",
     "credit_account",
+    "drop_worker",
     "find_active_key",
     "fit_usage",
     "get_account",
     "get_key",
     "is_outage",
+    "journal_workers",
     "lease_balance",
     "list_accounts",
     "list_endpoints",
     "list_keys",
     "ping",
+    "recover_worker",
     "remove_endpoint",
-    "reserve_balance",
     "revoke_key",
     "revoke_key_id",
     "update_account",

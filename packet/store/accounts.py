@@ -71,25 +71,3 @@ def update_account(
         account.default_model = None
     db.session.commit()
     return account
-
-
-def reserve_balance(account_id: int, amount_micros: int) -> bool:
-    """Atomically take ``amount`` from a positive balance; False when the balance is spent."""
-    with _atomic():
-        result = db.session.execute(
-            update(Account)
-            .where(Account.id == account_id, Account.balance_micros > 0)
-            .values(balance_micros=Account.balance_micros - amount_micros)
-        )
-    return result.rowcount == 1
-
-
-def lease_balance(account_id: int, amount_micros: int, floor_micros: int) -> bool:
-    """Atomically move ``amount`` to a worker's lease, only while the balance is ≥ ``floor``."""
-    with _atomic():
-        result = db.session.execute(
-            update(Account)
-            .where(Account.id == account_id, Account.balance_micros >= floor_micros)
-            .values(balance_micros=Account.balance_micros - amount_micros)
-        )
-    return result.rowcount == 1

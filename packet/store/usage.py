@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, String, func, select, update
+from sqlalchemy import BigInteger, Integer, String, func, select
 
 from ..extensions import db
-from ..models import Account, ApiKey, UsageRecord
-from ._db import _atomic, _page
+from ..models import ApiKey, UsageRecord
+from ._db import _page
 from .accounts import get_account
 
 
@@ -56,33 +55,6 @@ def fit_usage(row: dict[str, Any]) -> dict[str, Any]:
         elif kind is int and type(value) is int and not -bound <= value <= bound:
             fitted[name] = max(-bound, min(bound, value))
     return fitted
-
-
-def write_usage(
-    records: Sequence[dict[str, Any]],
-    settlements: Iterable[Settlement],
-    touched_keys: dict[int, float],
-) -> None:
-    """Insert usage rows and settle balances in one transaction (all or nothing)."""
-    net: dict[int, int] = {}
-    for s in settlements:
-        net[s.account_id] = net.get(s.account_id, 0) + s.reserved_micros - s.cost_micros
-    with _atomic():
-        if records:
-            db.session.execute(UsageRecord.__table__.insert(), [fit_usage(r) for r in records])
-        for account_id, delta in sorted(net.items()):
-            if delta:
-                db.session.execute(
-                    update(Account)
-                    .where(Account.id == account_id)
-                    .values(balance_micros=Account.balance_micros + delta)
-                )
-        for key_id, used_at in sorted(touched_keys.items()):
-            db.session.execute(
-                update(ApiKey)
-                .where(ApiKey.id == key_id)
-                .values(last_used_at=datetime.fromtimestamp(used_at, UTC))
-            )
 
 
 class UsageRow(NamedTuple):
