@@ -127,7 +127,9 @@ class SSERelay:
         self._response = response
         self._on_finish = on_finish
         self._result: StreamResult | None = None
-        self._body = _relay(response, on_finish=self._ended, **options)
+        # What the relay knows so far, readable while the stream runs (usage checkpoints).
+        self.progress = StreamResult()
+        self._body = _relay(response, self.progress, on_finish=self._ended, **options)
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -193,6 +195,7 @@ def _wait(keepalive: float, limit: float, silent_for: float) -> float | None:
 
 def _relay(
     response: Any,
+    result: StreamResult,
     *,
     include_usage: bool,
     continuous_usage: bool,
@@ -202,7 +205,6 @@ def _relay(
     idle_timeout: float,
     read_size: int,
 ) -> Iterator[bytes]:
-    result = StreamResult()
     queue: Queue = Queue()
     reader = gevent.spawn(_pump, response.raw, queue, read_size)
     buffer = b""
@@ -249,6 +251,7 @@ def _relay(
             yield error_event(result.error) + DONE
     except GeneratorExit:
         result.disconnected = True
+        _count_unsent(queue, buffer, result)
         raise
     except gevent.GreenletExit:
         # The worker is being stopped (gunicorn's graceful timeout ran out): still metered.
@@ -267,6 +270,21 @@ def _relay(
                 _close(reader, response, 0)
         finally:
             on_finish(result)
+
+
+def _count_unsent(queue: Queue, buffer: bytes, result: StreamResult) -> None:
+    """The client left: what the upstream had already sent is metered all the same."""
+    while True:
+        try:
+            item = queue.get_nowait()
+        except Empty:
+            break
+        if isinstance(item, bytes):
+            buffer += item
+    start = 0
+    while (end := buffer.find(b"\n\n", start)) >= 0:
+        inspect_event(buffer[start : end + 2], result, include_usage=False, continuous_usage=False)
+        start = end + 2
 
 
 def _close(reader: gevent.Greenlet, response: Any, drain: float) -> None:

@@ -174,3 +174,20 @@ def test_no_pings_while_events_flow():
     pieces = [event(chunk("x"))] * 5 + [DONE]
     out, _ = run(pieces, keepalive=0.1, delay=0.04)
     assert PING not in out and out.endswith(DONE)
+
+
+def test_tokens_the_upstream_sent_are_counted_when_the_client_leaves():
+    results = []
+    pieces = [event(chunk(word)) for word in ("a", "b", "c")] + [event(chunk("d"))[:-1]]
+    body = relay_sse(
+        FakeResponse(FakeRaw(pieces)),
+        include_usage=False,
+        continuous_usage=False,
+        keepalive=0.0,
+        on_finish=results.append,
+    )
+    iterator = iter(body)
+    next(iterator)  # the client reads the first event and goes away
+    body.close()
+    (result,) = results
+    assert result.disconnected and result.relayed_tokens == 3  # not the unfinished fourth
