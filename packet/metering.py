@@ -34,9 +34,9 @@ from .auth import Principal
 from .config import Settings
 from .errors import InsufficientQuota, ServiceUnavailable
 from .journal import Journal, OpenCall
+from .observability import log_request
 
 log = logging.getLogger("packet.metering")
-request_log = logging.getLogger("packet.request")
 
 
 def cost_micros(settings: Settings, model: str, prompt_tokens: int, completion_tokens: int) -> int:
@@ -381,24 +381,3 @@ class Meter:
                 self.journal.registered = False
             except Exception as exc:  # noqa: BLE001 - a later sweep recovers it instead
                 log.warning("could not drop this worker's journal (%s)", type(exc).__name__)
-
-
-def log_request(usage: dict[str, Any]) -> None:
-    """The one log line per metered request."""
-    request_log.info(
-        "request_id=%s account=%s key=%s model=%s route=%s stream=%s status=%s "
-        "prompt_tokens=%s completion_tokens=%s cost_micros=%s ttft_ms=%s latency_ms=%s%s",
-        usage["request_id"],
-        usage["account_id"],
-        usage["key_id"],
-        usage["model"],
-        usage["route"],
-        usage["stream"],
-        usage["status"],
-        usage["prompt_tokens"],
-        usage["completion_tokens"],
-        usage["cost_micros"],
-        usage["ttft_ms"],
-        usage["latency_ms"],
-        " disconnected" if usage["client_disconnected"] else "",
-    )

@@ -111,3 +111,24 @@ def init_app(app: Flask) -> None:
     app.before_request(_begin)
     app.after_request(_finish)
     app.register_blueprint(bp)
+
+
+def log_request(usage: dict[str, Any]) -> None:
+    """The one log line per metered request."""
+    request_log.info(
+        "request_id=%s account=%s key=%s model=%s route=%s stream=%s status=%s "
+        "prompt_tokens=%s completion_tokens=%s cost_micros=%s ttft_ms=%s latency_ms=%s%s",
+        usage["request_id"],
+        usage["account_id"],
+        usage["key_id"],
+        usage["model"],
+        usage["route"],
+        usage["stream"],
+        usage["status"],
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        usage["cost_micros"],
+        usage["ttft_ms"],
+        usage["latency_ms"],
+        " disconnected" if usage["client_disconnected"] else "",
+    )

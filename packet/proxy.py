@@ -32,6 +32,7 @@ from .upstream.errors import (
     Dropped,
     TimedOut,
     UpstreamFailure,
+    error_message,
 )
 from .upstream.relay import StreamResult, relay_sse
 
@@ -377,7 +378,7 @@ def _upstream_error(call: Call, response: Any) -> Response:
         response.close()
     status = response.status_code
     call.finish(status)
-    message, param = _upstream_message(content)
+    message, param = error_message(content)
     if status in (401, 403):
         raise UpstreamError(
             "The inference endpoint rejected the gateway's credentials; check the endpoint's "
@@ -388,20 +389,3 @@ def _upstream_error(call: Call, response: Any) -> Response:
             status, message or f"The inference endpoint answered {status}.", param=param
         )
     raise UpstreamError(f"The inference endpoint answered {status}.")
-
-
-def _upstream_message(content: bytes) -> tuple[str | None, str | None]:
-    """Message and param from vLLM's error body (nested, flat or a bare string)."""
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    error = data.get("error", data)
-    if isinstance(error, str):
-        return error, None
-    if isinstance(error, dict):
-        param = error.get("param")
-        return error.get("message"), param if isinstance(param, str) else None
-    return None, None

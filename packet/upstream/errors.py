@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 
 class UpstreamFailure(Exception):
     """Base class. ``before_first_byte`` failures may be retried on another replica."""
@@ -58,3 +60,21 @@ class Blocked(UpstreamFailure):
     The message names the rule and the address, for the operator and the logs; a client is
     told only that its endpoint's address is not allowed (see :mod:`packet.errors`).
     """
+
+
+def error_message(content: bytes) -> tuple[str | None, str | None]:
+    """Message and param from an upstream's error body (vLLM's nested one, a flat one or a
+    bare string)."""
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return error, None
+    if isinstance(error, dict):
+        param = error.get("param")
+        return error.get("message"), param if isinstance(param, str) else None
+    return None, None
