@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import gevent
+import gevent.event
 import orjson
 from flask import Flask
 
@@ -352,20 +353,22 @@ class Meter:
     def start(self) -> None:
         """Start the background flusher (once per worker)."""
         if self._loop is None and not self.synchronous:
-            self._loop = gevent.spawn(self._run)
+            self._stopping = gevent.event.Event()
+            self._loop = gevent.spawn(self._run, self._stopping)
 
-    def _run(self) -> None:
-        while True:
-            gevent.sleep(self.settings.usage_flush_interval)
+    def _run(self, stopping: gevent.event.Event) -> None:
+        while not stopping.wait(self.settings.usage_flush_interval):
             self.flush()
 
     def close(self, deadline: float = 10.0) -> None:
         """Flush until the queue is empty (bounded), for a clean shutdown; then drop the
         journal, unless calls are still open or something could not be written."""
-        if self._loop is not None:
-            self._loop.kill(block=False)
-            self._loop = None
         end = time.monotonic() + deadline
+        if self._loop is not None:
+            # Let a flush under way finish: killed mid-write, its batch would be dropped.
+            self._stopping.set()
+            self._loop.join(timeout=deadline)
+            self._loop = None
         while self.pending() and time.monotonic() < end:
             self.flush()
             if self.pending():

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -161,7 +163,9 @@ def clean_env(**overrides: str) -> dict[str, str]:
 class Process:
     """A child process with its log file, stopped at teardown."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, user: str | None = None
+    ) -> None:
         self.log = log
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
@@ -172,6 +176,7 @@ class Process:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            user=user,
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
@@ -235,6 +240,17 @@ class Gateway(Process):
         """The official SDK pointed at this gateway (no retries unless asked)."""
         kwargs.setdefault("max_retries", 0)
         return OpenAI(base_url=f"{self.url}/v1", api_key=key, **kwargs)
+
+    def workers(self, count: int, timeout: float = 30.0) -> list[int]:
+        """The pids of the master's ``count`` booted workers (the master itself is ``proc``)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = [int(pid) for pid in children.read_text().split()]
+            if len(pids) >= count:
+                return pids
+            assert time.monotonic() < deadline, f"{len(pids)} of {count} workers booted"
+            time.sleep(0.05)
 
 
 @dataclass
@@ -421,3 +437,132 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+# --- private Redis and PostgreSQL, which a test may stop, kill and restart ----------------------
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port (never the shared one)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port, self.process = folder, free_port(), None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.process = Process(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            clean_env(),
+            self.folder / f"redis-{uuid.uuid4().hex[:6]}.log",
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                if client.ping():
+                    return
+            assert time.monotonic() < deadline, self.process.output()
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGKILL)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[RedisServer]:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    yield server
+    server.kill()
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of initdb and postgres: on PATH, or Debian's versioned folder."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    folders = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    return folders[-1] if folders else None
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of the test's own (initdb in a temporary folder, a free port), run
+    as the ``postgres`` user when the tests run as root, since the server refuses root."""
+
+    def __init__(self, bindir: Path, folder: Path) -> None:
+        self.bindir, self.folder, self.port, self.process = bindir, folder, free_port(), None
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.data = folder / "data"
+        if self.user:
+            shutil.chown(folder, self.user)
+        subprocess.run(
+            [
+                *(bindir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust"),
+                *("--no-sync", "-E", "UTF8", "--locale=C"),
+            ],
+            check=True,
+            capture_output=True,
+            user=self.user,
+            env=clean_env(LC_ALL="C"),
+        )
+        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        import psycopg
+
+        self.process = Process(
+            [
+                *(str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)),
+                *("-k", str(self.folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+            ],
+            clean_env(LC_ALL="C"),
+            self.folder / f"postgres-{uuid.uuid4().hex[:6]}.log",
+            user=self.user,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(psycopg.OperationalError):
+                psycopg.connect(self.admin_url, connect_timeout=1).close()
+                return
+            assert time.monotonic() < deadline, self.process.output()
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """PostgreSQL's fast shutdown: open connections are closed at once."""
+        if self.process is not None:
+            self.process.stop(signal.SIGINT)
+            self.process = None
+
+    def database(self) -> Database:
+        """A new migrated database on this server, for a gateway and its accounts."""
+        import psycopg
+
+        name = f"packet_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+        return Database("postgres", url, _migrated_app(url))
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    bindir = _postgres_bin()
+    if bindir is None or not (bindir / "postgres").exists():
+        pytest.skip("PostgreSQL's server binaries (initdb, postgres) are not installed")
+    # Not under tmp_path: pytest's folders are private to the user running the tests.
+    folder = Path(tempfile.mkdtemp(prefix="packet-pg-"))
+    try:
+        server = PostgresServer(bindir, folder)
+        server.start()
+        yield server
+        server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,8 +3,12 @@ the price arithmetic the gateway must apply."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -20,9 +24,11 @@ def charge(prompt: int, completion: int) -> int:
     return -(-(prompt * IN + completion * OUT) // 1_000_000)
 
 
-def call(gateway, key: str, path: str, body: dict, *, drop_after: int | None = None) -> dict:
+def call(
+    gateway, key: str, path: str, body: dict, *, drop_after: int | None = None, rid: str = ""
+) -> dict:
     """One request with its own X-Request-ID; streams are read (or dropped) event by event."""
-    rid = f"t-{uuid.uuid4().hex}"
+    rid = rid or f"t-{uuid.uuid4().hex}"
     headers = {"Authorization": f"Bearer {key}", "X-Request-ID": rid, "Connection": "close"}
     with requests.post(
         f"{gateway.url}{path}", json=body, headers=headers, stream=True, timeout=30
@@ -58,3 +64,108 @@ def settled(sim, ids: set[str], timeout: float = 10.0) -> dict[str, dict]:
             return truth
         assert time.monotonic() < deadline, "the simulator never saw some streams end"
         time.sleep(0.05)
+
+
+def mixed(i: int) -> tuple[str, dict]:
+    """The ``i``-th request of a mixed load: chat, chat streams with and without usage, and
+    completions, each a few tokens long."""
+    msgs = [{"role": "user", "content": f"request number {i} of the mixed load"}]
+    slow = {"x_sim_token_delay": 0.005}
+    return [
+        ("/v1/chat/completions", {"messages": msgs, "max_tokens": 8}),
+        (
+            "/v1/chat/completions",
+            {"messages": msgs, "max_tokens": 12, "stream": True}
+            | {"stream_options": {"include_usage": True}}
+            | slow,
+        ),
+        ("/v1/completions", {"prompt": f"once upon a time {i}", "max_tokens": 6}),
+        ("/v1/chat/completions", {"messages": msgs, "max_tokens": 10, "stream": True} | slow),
+    ][i % 4]
+
+
+class Load:
+    """Requests from ``threads`` threads until stopped, or ``count`` are sent, or ``seconds``
+    have passed; each keeps its id, status (None when the connection broke), Retry-After and
+    the time it was sent."""
+
+    def __init__(
+        self,
+        gateway,
+        key: str,
+        plan: Callable[[int], tuple[str, dict]] = mixed,
+        *,
+        threads: int = 8,
+        count: int = 5000,
+        seconds: float = 60.0,
+    ) -> None:
+        self.gateway, self.key, self.plan = gateway, key, plan
+        self.threads, self.count, self.seconds = threads, count, seconds
+        self.results: list[dict] = []
+        self._stop = threading.Event()
+        self._next = iter(range(count))
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads)
+        self._started = time.monotonic()
+
+    def start(self) -> Load:
+        self._futures = [self._pool.submit(self._run) for _ in range(self.threads)]
+        return self
+
+    def _run(self) -> None:
+        deadline = self._started + self.seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                i = next(self._next, None)
+            if i is None:
+                return
+            path, body = self.plan(i)
+            rid, sent = f"t-{uuid.uuid4().hex}", time.monotonic() - self._started
+            try:
+                result = call(self.gateway, self.key, path, body, rid=rid)
+                result["retry_after"] = result.pop("body").headers.get("Retry-After")
+            except requests.RequestException:
+                result = {"id": rid, "status": None, "events": [], "retry_after": None}
+            result["sent"] = sent
+            with self._lock:
+                self.results.append(result)
+
+    def stop(self) -> list[dict]:
+        self._stop.set()
+        for future in self._futures:
+            future.result(timeout=120)
+        self._pool.shutdown()
+        return self.results
+
+    def statuses(self) -> Counter:
+        return Counter(r["status"] for r in self.results)
+
+
+def metered_against_sent(database, name: str, sim, results: list[dict]) -> dict[str, int]:
+    """Every request the simulator saw has exactly one usage row with exactly the tokens it
+    sent (rows recovered from a dead worker's checkpoint may have fewer, never more);
+    returns the totals."""
+    ids = {r["id"] for r in results}
+    truth = settled(sim, {r["request_id"] for r in sim.requests()} & ids, timeout=30)
+    rows = [r for r in database.run(store.usage_records, name) if r.request_id in ids]
+    by_id = {r.request_id: r for r in rows}
+    assert len(by_id) == len(rows), "a request was metered twice"
+    unmetered = {r["id"]: r["status"] for r in results if r["id"] in set(truth) - set(by_id)}
+    assert not unmetered, f"served by the upstream, no usage row (id: status): {unmetered}"
+    assert set(by_id) <= set(truth), "a usage row for a request the upstream never served"
+    for rid, sent in truth.items():
+        row = by_id[rid]
+        if row.usage_source == "recovered":
+            assert row.completion_tokens <= sent["completion_tokens"], rid
+        else:
+            assert (row.prompt_tokens, row.completion_tokens) == (
+                sent["prompt_tokens"],
+                sent["completion_tokens"],
+            ), rid
+    return {
+        "rows": len(rows),
+        "recovered": sum(r.usage_source == "recovered" for r in rows),
+        "metered": sum(r.completion_tokens for r in rows),
+        "sent": sum(t["completion_tokens"] for t in truth.values()),
+        "cost": sum(r.cost_micros for r in rows),
+    }

@@ -8,9 +8,6 @@ window with enough time left (:func:`fresh_window`) instead of asserting on timi
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +16,7 @@ import orjson
 import pytest
 import redis
 import requests
-from conftest import REDIS_URL, Process, clean_env, free_port, needs_redis
+from conftest import REDIS_URL, needs_redis
 from openai import RateLimitError
 from test_limits import RATE_HEADERS
 
@@ -264,52 +261,6 @@ def test_two_gateways_share_one_redis_limit(launcher, database, sim):
 
     _, key = database.account(tier="budget")
     burst(gateways, key, 1000)
-
-
-class RedisServer:
-    """A private redis-server on its own port, which the test may kill and restart."""
-
-    def __init__(self, folder, port: int) -> None:
-        self.folder, self.port, self.process = folder, port, None
-
-    def start(self) -> None:
-        self.process = Process(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            clean_env(),
-            self.folder / f"redis-{uuid.uuid4().hex[:6]}.log",
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(redis.RedisError):
-                if client.ping():
-                    return
-            assert time.monotonic() < deadline, self.process.output()
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.stop(signal.SIGKILL)
-            self.process = None
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path, free_port())
-    yield server
-    server.kill()
 
 
 def until(predicate, what: str, timeout: float = 10.0):

@@ -81,9 +81,9 @@ def _usage(principal: Principal, prompt: int, completion: int, cost: int) -> dic
     }
 
 
-def _meter(database, touched=dict, **env: str) -> Meter:
+def _meter(database, touched=dict, interval: float = 60, **env: str) -> Meter:
     base = settings(PACKET_PRICE_INPUT="100", PACKET_PRICE_OUTPUT="300", **env)
-    return Meter(database.app, replace(base, usage_flush_interval=60), touched_keys=touched)
+    return Meter(database.app, replace(base, usage_flush_interval=interval), touched_keys=touched)
 
 
 def _balance(database, principal: Principal) -> int:
@@ -216,6 +216,33 @@ def test_close_flushes_everything_buffered(database):
     meter.close()
     assert meter.pending() == 0 and len(_rows(database, principal)) == 25
     assert _balance(database, principal) == 1_000_000 - 25 * 400
+
+
+def test_close_lets_a_flush_under_way_finish(database, monkeypatch):
+    """The background flush is mid-write when the worker shuts down: killed there, its batch
+    would be gone (it is no longer queued), so close waits for it."""
+    principal = _principal(database, 1_000_000)
+    meter = _meter(database, interval=0.01, PACKET_USAGE_BATCH_SIZE="1000")
+    writing, write = [], store.write_usage
+
+    def slow_write(batch):
+        if batch.records:
+            writing.append(len(batch.records))
+            gevent.sleep(0.2)
+        return write(batch)
+
+    monkeypatch.setattr(store, "write_usage", slow_write)
+    meter.start()
+    for _ in range(5):
+        meter.record(
+            _usage(principal, 1, 1, 400), database.run(meter.reserve, principal, "m", 1, 1)
+        )
+    while not writing:
+        gevent.sleep(0.005)
+    assert meter.pending() == 0  # the batch is out of the queue, in the flush's hands
+    meter.close()
+    assert len(_rows(database, principal)) == 5
+    assert _balance(database, principal) == 1_000_000 - 5 * 400
 
 
 def test_lease_serves_reservations_from_memory_and_returns_the_rest(database):
