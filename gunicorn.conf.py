@@ -44,8 +44,8 @@ def _runtime(worker):
 
 
 def post_worker_init(worker):
-    """Tune the garbage collector; watch for the graceful stop so streams end, metered, before
-    the master's SIGKILL."""
+    """Tune the garbage collector; start the background work; watch for the graceful stop so
+    streams end, metered, before the master's SIGKILL."""
     # The app and the modules loaded so far live as long as the worker: freezing them keeps the
     # collector from scanning them again, and collecting the young generation every 20,000
     # allocations rather than 700 makes pauses rarer. With 1,000 streams open, the defaults
@@ -55,6 +55,8 @@ def post_worker_init(worker):
     gc.set_threshold(GC_THRESHOLD, 10, 10)
     runtime = _runtime(worker)
     if runtime is not None:
+        # Before any request: an idle worker still flushes, and recovers dead workers' journals.
+        runtime.start()
         grace = worker.cfg.graceful_timeout
         runtime.watch_shutdown(
             lambda: worker.alive, grace, margin=min(STREAM_STOP_MARGIN, grace / 2)

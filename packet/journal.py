@@ -81,11 +81,12 @@ def this_worker() -> WorkerRow:
 
 
 def process_alive(pid: int, master_pid: int) -> bool:
-    """True while ``pid`` runs as a child of ``master_pid`` (a reused pid is someone else)."""
+    """True while ``pid`` runs as a child of ``master_pid`` (a reused pid is someone else; a
+    zombie not yet reaped by the master is dead)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
-        return int(fields[1]) == master_pid
+        return fields[0] not in (b"Z", b"X") and int(fields[1]) == master_pid
     except FileNotFoundError:
         return False
     except OSError:  # no /proc here: existence is all that can be told

@@ -252,6 +252,19 @@ class Gateway(Process):
             assert time.monotonic() < deadline, f"{len(pids)} of {count} workers booted"
             time.sleep(0.05)
 
+    @staticmethod
+    def connections_to(pid: int, port: int) -> int:
+        """How many established TCP connections process ``pid`` holds to ``port`` (Linux)."""
+        fds = Path(f"/proc/{pid}/fd")
+        links = (os.readlink(fd) for fd in fds.iterdir())
+        sockets = {link[8:-1] for link in links if link.startswith("socket:[")}
+        count = 0
+        for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port, state, inode = int(fields[2].split(":")[1], 16), fields[3], fields[9]
+            count += remote_port == port and state == "01" and inode in sockets
+        return count
+
 
 @dataclass
 class Database:

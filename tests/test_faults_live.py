@@ -9,13 +9,14 @@ printed (``pytest -s``) for the closing notes.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
 import orjson
 import pytest
 import requests
-from helpers import BULK, PRICES, Load, metered_against_sent
+from helpers import BULK, PRICES, Load, metered_against_sent, wait_rows
 
 from packet import store
 
@@ -125,3 +126,80 @@ def test_postgres_stopped_and_started_under_load(launcher, private_postgres):
     assert figures["metered"] == figures["sent"]
     balance_equation(database, name, figures["cost"])
     report("postgres stop/start", load, figures, outage_s=round(outage, 1))
+
+
+def slow_stream(i: int) -> tuple[str, dict]:
+    """A stream of 150 tokens at 20 ms each (3 s), with or without usage in the stream."""
+    body = {
+        "messages": [{"role": "user", "content": f"slow stream {i}"}],
+        "max_tokens": 150,
+        "stream": True,
+        "x_sim_token_delay": 0.02,
+    }
+    if i % 2:
+        body["stream_options"] = {"include_usage": True}
+    return "/v1/chat/completions", body
+
+
+def test_sigterm_with_streams_in_flight(launcher, database):
+    """A graceful stop lets the streams in flight finish, then flushes: every token is metered."""
+    sim = launcher.sim()
+    gateway = launcher.gateway(
+        database,
+        [sim.url],
+        workers=2,
+        PACKET_USAGE_FLUSH_INTERVAL="3600",
+        GUNICORN_GRACEFUL_TIMEOUT="20",
+        **PRICES,
+        **BULK,
+    )
+    name, key = database.account(tier="bulk", balance_micros=BALANCE)
+    load = Load(gateway, key, slow_stream, threads=16, count=16, seconds=30).start()
+    deadline = time.monotonic() + 10
+    while sum(not r["finished"] for r in sim.requests()) < 16:
+        assert time.monotonic() < deadline, "the streams never all started"
+        time.sleep(0.05)
+    gateway.stop(signal.SIGTERM)
+    load.stop()
+    assert load.statuses() == {200: 16}
+    assert all(r["events"][-1] == b"[DONE]" for r in load.results)
+    figures = metered_against_sent(database, name, sim, load.results)
+    assert figures["metered"] == figures["sent"] == 16 * 150
+    balance_equation(database, name, figures["cost"])
+    report("SIGTERM with 16 streams in flight", load, figures)
+
+
+def test_kill_9_of_a_worker_mid_stream(launcher, database):
+    """A worker killed outright: its streams break, and a live worker recovers its journal —
+    a row for each of its streams (billed up to the last checkpoint, never more than was
+    sent), the rest of its leases back on the balance. No money is created."""
+    sim = launcher.sim()
+    gateway = launcher.gateway(database, [sim.url], workers=2, **PRICES, **BULK)
+    name, key = database.account(tier="bulk", balance_micros=BALANCE)
+    load = Load(gateway, key, slow_stream, threads=16, count=16, seconds=30).start()
+    deadline = time.monotonic() + 10
+    while sum(not r["finished"] for r in sim.requests()) < 16:
+        assert time.monotonic() < deadline, "the streams never all started"
+        time.sleep(0.05)
+    time.sleep(1.5)  # open for more than a second: checkpointed with the next flush
+    victim = max(gateway.workers(2), key=lambda pid: gateway.connections_to(pid, sim.port))
+    os.kill(victim, signal.SIGKILL)
+    killed = time.monotonic()
+    load.stop()
+    broken = [r for r in load.results if r["status"] is None or r["events"][-1:] != [b"[DONE]"]]
+    assert broken, "no stream was on the killed worker"
+    rows = wait_rows(database, name, 16, timeout=30)
+    recovery = time.monotonic() - killed
+    assert len(rows) == 16, f"{len(rows)} rows for 16 streams"
+    gateway.stop(signal.SIGINT)
+    figures = metered_against_sent(database, name, sim, load.results)
+    assert figures["recovered"] == len(broken)
+    assert figures["metered"] <= figures["sent"]
+    balance_equation(database, name, figures["cost"])
+    report(
+        "kill -9 of a worker mid-stream",
+        load,
+        figures,
+        broken_streams=len(broken),
+        recovery_s=round(recovery, 1),
+    )

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import gevent
@@ -455,6 +457,9 @@ def test_a_live_worker_is_never_recovered_and_a_clean_shutdown_leaves_no_journal
 def test_dead_workers_are_told_by_process_here_and_by_silence_elsewhere():
     journal = Journal(stale_after=600)
     me = journal.identity()
+    zombie = subprocess.Popen(["true"])  # exited, not yet reaped by its parent (this process)
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
     now = time.time()
     workers = [
         me,
@@ -463,8 +468,10 @@ def test_dead_workers_are_told_by_process_here_and_by_silence_elsewhere():
         WorkerRow("c", me.host, os.getpid(), os.getpid(), now),  # pid reused by someone else
         WorkerRow("d", "elsewhere", 1, 1, now - 601),  # silent for too long
         WorkerRow("e", "elsewhere", 1, 1, now - 30),  # wrote recently
+        WorkerRow("z", me.host, os.getpid(), zombie.pid, now),  # killed, not yet reaped
     ]
-    assert journal.dead(workers, now) == ["b", "c", "d"]
+    assert journal.dead(workers, now) == ["b", "c", "d", "z"]
+    zombie.wait()
     assert process_alive(os.getpid(), os.getppid())
 
 
