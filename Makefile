@@ -11,7 +11,7 @@ LITELLM_STAMP := $(LITELLM_VENV)/.installed
 JS := tests/compat/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: run test lint format bench bench-litellm clean compat compat-env
+.PHONY: run test lint format bench soak bench-litellm clean compat compat-env
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ compat: $(STAMP) compat-env
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## soak: 5 minutes of mixed traffic on 127.0.0.1, then every usage row checked (not in CI)
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # LiteLLM, the peer, lives apart too: ~120 packages the gateway never needs (and CI never installs).
 $(LITELLM_STAMP): bench/requirements-litellm.txt

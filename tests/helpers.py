@@ -87,13 +87,14 @@ def mixed(i: int) -> tuple[str, dict]:
 class Load:
     """Requests from ``threads`` threads until stopped, or ``count`` are sent, or ``seconds``
     have passed; each keeps its id, status (None when the connection broke), Retry-After and
-    the time it was sent."""
+    the time it was sent. ``plan(i)`` gives the i-th request: (path, body), or (path, body,
+    events after which the client drops the stream)."""
 
     def __init__(
         self,
         gateway,
         key: str,
-        plan: Callable[[int], tuple[str, dict]] = mixed,
+        plan: Callable[[int], tuple] = mixed,
         *,
         threads: int = 8,
         count: int = 5000,
@@ -106,23 +107,25 @@ class Load:
         self._next = iter(range(count))
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads)
-        self._started = time.monotonic()
+        self.started = time.monotonic()
 
     def start(self) -> Load:
         self._futures = [self._pool.submit(self._run) for _ in range(self.threads)]
         return self
 
     def _run(self) -> None:
-        deadline = self._started + self.seconds
+        deadline = self.started + self.seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
             with self._lock:
                 i = next(self._next, None)
             if i is None:
                 return
-            path, body = self.plan(i)
-            rid, sent = f"t-{uuid.uuid4().hex}", time.monotonic() - self._started
+            path, body, *drop = self.plan(i)
+            rid, sent = f"t-{uuid.uuid4().hex}", time.monotonic() - self.started
             try:
-                result = call(self.gateway, self.key, path, body, rid=rid)
+                result = call(
+                    self.gateway, self.key, path, body, rid=rid, drop_after=next(iter(drop), None)
+                )
                 result["retry_after"] = result.pop("body").headers.get("Retry-After")
             except requests.RequestException:
                 result = {"id": rid, "status": None, "events": [], "retry_after": None}
@@ -152,17 +155,22 @@ def metered_against_sent(database, name: str, sim, results: list[dict]) -> dict[
     assert len(by_id) == len(rows), "a request was metered twice"
     unmetered = {r["id"]: r["status"] for r in results if r["id"] in set(truth) - set(by_id)}
     assert not unmetered, f"served by the upstream, no usage row (id: status): {unmetered}"
-    assert set(by_id) <= set(truth), "a usage row for a request the upstream never served"
+    unserved = {
+        rid: (row.status, row.completion_tokens) for rid, row in by_id.items() if rid not in truth
+    }
+    assert not unserved, f"usage rows for requests the upstream never served: {unserved}"
     for rid, sent in truth.items():
         row = by_id[rid]
+        metered = (row.prompt_tokens, row.completion_tokens, row.usage_source)
+        upstream = (sent["prompt_tokens"], sent["completion_tokens"])
+        asked = {k: v for k, v in sent["body"].items() if k not in ("messages", "prompt")}
+        asked |= {"disconnected": sent["disconnected"]}
         if row.usage_source == "recovered":
-            assert row.completion_tokens <= sent["completion_tokens"], rid
+            assert metered[1] <= upstream[1], (rid, metered, upstream, asked)
         else:
-            assert (row.prompt_tokens, row.completion_tokens) == (
-                sent["prompt_tokens"],
-                sent["completion_tokens"],
-            ), rid
+            assert metered[:2] == upstream, (rid, metered, upstream, asked)
     return {
+        "served": len(truth),
         "rows": len(rows),
         "recovered": sum(r.usage_source == "recovered" for r in rows),
         "metered": sum(r.completion_tokens for r in rows),

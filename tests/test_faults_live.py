@@ -118,7 +118,7 @@ def test_postgres_stopped_and_started_under_load(launcher, private_postgres):
     unavailable = [r for r in results if r["status"] == 503]
     assert all(r["retry_after"] for r in unavailable), "a 503 without Retry-After"
     no_server_errors(load, allowed=frozenset({503}))
-    after = [r["status"] for r in results if r["sent"] > time.monotonic() - load._started - 0.5]
+    after = [r["status"] for r in results if r["sent"] > time.monotonic() - load.started - 0.5]
     assert after and set(after) == {200}, "still failing after the database came back"
     gateway.stop(signal.SIGINT)
     database.run(lambda: __import__("packet.extensions").extensions.db.engine.dispose())

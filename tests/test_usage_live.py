@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import BULK, PRICES, call, charge, settled, wait_rows
+from helpers import BULK, PRICES, call, charge, metered_against_sent, settled, wait_rows
 
 from packet import store
 
@@ -94,6 +94,28 @@ def test_mixed_load_metered_exactly_as_upstream_sent(launcher, database):
     )
     spent = sum(r.cost_micros for r in rows.values())
     assert database.run(store.get_account, name).balance_micros == 50_000_000 - spent
+
+
+def test_fast_streams_dropped_by_the_client_are_metered_exactly(launcher, sqlite_database):
+    """At 2 ms a token several tokens are in flight when the client leaves: the gateway hangs
+    up on the upstream and meters what was already sent; the half-closed connection is never
+    reused, so the requests after it are served normally."""
+    sim = launcher.sim()
+    gateway = launcher.gateway(sqlite_database, upstreams=[sim.url], **PRICES, **BULK)
+    name, key = sqlite_database.account(tier="bulk", balance_micros=50_000_000)
+    msgs = [{"role": "user", "content": "drop me fast"}]
+    fast = {"messages": msgs, "stream": True, "max_tokens": 300, "x_sim_token_delay": 0.002}
+    results = []
+    for i in range(12):
+        body = fast | ({"stream_options": {"include_usage": True}} if i % 2 else {})
+        results.append(call(gateway, key, "/v1/chat/completions", body, drop_after=3))
+        results.append(call(gateway, key, "/v1/chat/completions", {"messages": msgs}))
+    assert [r["status"] for r in results] == [200] * 24
+    gateway.stop(signal.SIGINT)
+    figures = metered_against_sent(sqlite_database, name, sim, results)
+    assert figures["rows"] == 24 and figures["metered"] == figures["sent"]
+    dropped = [r for r in sim.requests() if r["disconnected"]]
+    assert len(dropped) == 12 and all(r["completion_tokens"] < 300 for r in dropped)
 
 
 def test_upstream_errors_and_midstream_failure_metered_once(launcher, database):

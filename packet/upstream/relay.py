@@ -8,6 +8,7 @@ lets the server notice a client that went away and close the upstream at once.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -251,6 +252,8 @@ def _relay(
             yield error_event(result.error) + DONE
     except GeneratorExit:
         result.disconnected = True
+        _hang_up(response)
+        reader.join(timeout=_DRAIN_SECONDS)
         _count_unsent(queue, buffer, result)
         raise
     except gevent.GreenletExit:
@@ -270,6 +273,19 @@ def _relay(
                 _close(reader, response, 0)
         finally:
             on_finish(result)
+
+
+def _hang_up(response: Any) -> None:
+    """The client left: half-close the upstream connection. The server sees the end of its
+    input and stops generating (vLLM aborts the request), and what it sent before that still
+    arrives, to be metered; the connection is closed, never pooled, afterwards."""
+    raw = response.raw
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        # Read to its end, urllib3 would hand the half-closed connection back to the pool.
+        raw.release_conn = lambda: None
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
 
 
 def _count_unsent(queue: Queue, buffer: bytes, result: StreamResult) -> None:

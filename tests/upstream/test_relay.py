@@ -1,5 +1,7 @@
 """The SSE relay as pure code: a fake upstream response, no server."""
 
+import socket
+
 import gevent
 import orjson
 
@@ -136,15 +138,50 @@ def test_keepalive_pings_while_upstream_is_silent():
 
 
 def test_close_marks_disconnect_and_closes_upstream():
+    """An upstream that cannot be hung up on (no socket here) is read a bounded while longer:
+    what it sends meanwhile is metered, then it is closed."""
     results = []
-    response = FakeResponse(FakeRaw([event(chunk("a"))] * 10, delay=0.01))
+    response = FakeResponse(FakeRaw([event(chunk("a"))] * 1000, delay=0.01))
     body = relay_sse(
         response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
     )
     next(iter(body))
     body.close()
     assert response.closed
-    assert results[0].disconnected and results[0].relayed_tokens == 1
+    assert results[0].disconnected and 1 <= results[0].relayed_tokens < 1000
+
+
+class HangUpSocket:
+    """The upstream's socket: after a half-close from the gateway, the server sends no more."""
+
+    def __init__(self, raw):
+        self.raw, self.shut = raw, []
+
+    def shutdown(self, how):
+        self.shut.append(how)
+        self.raw.pieces = self.raw.pieces[:2]  # what was already in flight, then EOF
+
+
+def test_a_client_that_leaves_hangs_up_on_the_upstream_and_meters_what_was_in_flight():
+    results = []
+    raw = FakeRaw([event(chunk("a"))] * 1000, delay=0.01)
+    sock = HangUpSocket(raw)
+    raw.connection = type("Connection", (), {"sock": sock})()
+    released = []
+    raw.release_conn = lambda: released.append(True)
+    response = FakeResponse(raw)
+    body = relay_sse(
+        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
+    )
+    next(iter(body))
+    body.close()
+    assert sock.shut == [socket.SHUT_WR]
+    assert response.closed
+    raw.release_conn()
+    assert not released, "a half-closed connection must never go back to the pool"
+    (result,) = results
+    # The first event was relayed; the two in flight are metered too; nothing after them.
+    assert result.disconnected and 3 <= result.relayed_tokens <= 4
 
 
 def test_body_closed_before_first_iteration_still_finishes():
