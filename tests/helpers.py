@@ -153,7 +153,8 @@ def metered_against_sent(database, name: str, sim, results: list[dict]) -> dict[
     rows = [r for r in database.run(store.usage_records, name) if r.request_id in ids]
     by_id = {r.request_id: r for r in rows}
     assert len(by_id) == len(rows), "a request was metered twice"
-    unmetered = {r["id"]: r["status"] for r in results if r["id"] in set(truth) - set(by_id)}
+    missing = set(truth) - set(by_id)
+    unmetered = {r["id"]: r["status"] for r in results if r["id"] in missing}
     assert not unmetered, f"served by the upstream, no usage row (id: status): {unmetered}"
     unserved = {
         rid: (row.status, row.completion_tokens) for rid, row in by_id.items() if rid not in truth
