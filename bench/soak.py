@@ -69,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         load.start()
         time.sleep(min(20.0, seconds / 10))  # warmed up: pools, caches, the first leases
         rss = [(len(load.results), memory(gateway.proc.pid))]
+        seen: dict[str, dict] = {}  # the simulator keeps only its latest 20,000 requests
         while time.monotonic() - load.started < seconds:
             time.sleep(min(10.0, max(0.1, seconds - (time.monotonic() - load.started))))
             rss.append((len(load.results), memory(gateway.proc.pid)))
+            seen |= {r["request_id"]: r for r in sim.requests()}
         results = load.stop()
         elapsed = time.monotonic() - load.started
         gateway.stop(signal.SIGINT)  # a clean stop returns every lease
         statuses = load.statuses()
         errors = {str(s): n for s, n in statuses.items() if s is None or s >= 500}
-        figures = metered_against_sent(database, name, sim, results)
+        figures = metered_against_sent(database, name, sim, results, seen)
         final = database.run(store.get_account, name).balance_micros
         (n0, m0), (n1, m1) = rss[0], rss[-1]
         report = {

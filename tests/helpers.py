@@ -144,22 +144,27 @@ class Load:
         return Counter(r["status"] for r in self.results)
 
 
-def metered_against_sent(database, name: str, sim, results: list[dict]) -> dict[str, int]:
+def metered_against_sent(
+    database, name: str, sim, results: list[dict], seen: dict[str, dict] | None = None
+) -> dict[str, int]:
     """Every request the simulator saw has exactly one usage row with exactly the tokens it
     sent (rows recovered from a dead worker's checkpoint may have fewer, never more);
-    returns the totals."""
+    returns the totals. ``seen``: records collected earlier, for runs longer than the
+    simulator's history."""
     ids = {r["id"] for r in results}
-    truth = settled(sim, {r["request_id"] for r in sim.requests()} & ids, timeout=30)
+    served = {r["request_id"] for r in [*(seen or {}).values(), *sim.requests()]} & ids
+    truth = (seen or {}) | settled(sim, served, timeout=30)
+    assert all(r["finished"] or r["disconnected"] for r in truth.values()), "a stream never ended"
     rows = [r for r in database.run(store.usage_records, name) if r.request_id in ids]
     by_id = {r.request_id: r for r in rows}
     assert len(by_id) == len(rows), "a request was metered twice"
     missing = set(truth) - set(by_id)
     unmetered = {r["id"]: r["status"] for r in results if r["id"] in missing}
-    assert not unmetered, f"served by the upstream, no usage row (id: status): {unmetered}"
+    assert not unmetered, f"{len(unmetered)} served, no usage row: {list(unmetered.items())[:5]}"
     unserved = {
         rid: (row.status, row.completion_tokens) for rid, row in by_id.items() if rid not in truth
     }
-    assert not unserved, f"usage rows for requests the upstream never served: {unserved}"
+    assert not unserved, f"{len(unserved)} rows never served: {list(unserved.items())[:5]}"
     for rid, sent in truth.items():
         row = by_id[rid]
         metered = (row.prompt_tokens, row.completion_tokens, row.usage_source)
