@@ -1,12 +1,26 @@
-"""The simulated vLLM's own helpers (the benchmark relies on them at high concurrency)."""
+"""The simulated vLLM: its own helpers (the benchmark relies on them at high concurrency), and
+its answer to any JSON body: a 4xx in vLLM's error shape or a proper answer, never a 500."""
 
+from __future__ import annotations
+
+import io
+import json
 import os
 import resource
 import socket
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from packet.devserver import _peer_closed
+from packet.devserver import Settings, Simulator
+from packet.devserver.server import peer_closed
+
+CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
+MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 def test_peer_closed_works_for_descriptors_above_1023():
@@ -18,10 +32,224 @@ def test_peer_closed_works_for_descriptors_above_1023():
     high = os.dup2(ours.fileno(), 2050)
     sock = socket.socket(fileno=high)
     try:
-        assert not _peer_closed(sock)
+        assert not peer_closed(sock)
         theirs.close()
-        assert _peer_closed(sock)
+        assert peer_closed(sock)
     finally:
         sock.close()
         ours.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# --- in process: the WSGI app with a clock that does not wait ------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    aborted: bool = False  # the stream died mid-way (the x_sim_fail_after knob)
+    writes: list[bytes] = field(default_factory=list)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def post(app: Simulator, path: str, raw: bytes) -> Answer:
+    """One request straight into the WSGI app, its body read to the end (as a server would)."""
+    started: list[Any] = []
+    writes: list[bytes] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> Any:
+        started[:] = [int(status.split()[0]), headers]
+        return writes.append
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "CONTENT_LENGTH": str(len(raw)),
+        "wsgi.input": io.BytesIO(raw),
+    }
+    chunks, aborted = [], False
+    try:
+        chunks.extend(app(environ, start_response))
+    except ConnectionAbortedError:
+        aborted = True
+    return Answer(started[0], started[1], b"".join(chunks), aborted, writes)
+
+
+def simulator() -> Simulator:
+    return Simulator(Settings(models=("simulated/vllm-demo", "other/model")), sleep=lambda _: None)
+
+
+def assert_vllm_error(answer: Answer) -> None:
+    assert 400 <= answer.status < 500, answer
+    assert ("Content-Type", "application/json") in answer.headers
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["code"] == answer.status
+    assert error["type"] in ("BadRequestError", "NotFoundError")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (CHAT, {"messages": "hello"}),
+        (CHAT, {"messages": 5}),
+        (CHAT, {"messages": ["hello"]}),
+        (CHAT, {"messages": [{"role": "user", "content": {"text": "hi"}}]}),
+        (CHAT, {"messages": [{"role": "user", "content": ["hi"]}]}),
+        (CHAT, {"messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": "10"}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": 10.5}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": 5.0}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": True}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": -3}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": 0}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": 2**63 - 1}),
+        (CHAT, {"messages": MESSAGES, "max_tokens": 10**30}),
+        (CHAT, {"messages": MESSAGES, "max_completion_tokens": [1]}),
+        (CHAT, {"messages": MESSAGES, "stream": True, "stream_options": "yes"}),
+        (CHAT, {"messages": MESSAGES, "stream": True, "stream_options": [True]}),
+        (CHAT, {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": "y"}}),
+        (CHAT, {"messages": MESSAGES, "stream": "true"}),
+        (CHAT, {"messages": MESSAGES, "n": [2]}),
+        (CHAT, {"messages": MESSAGES, "n": 0}),
+        (CHAT, {"messages": MESSAGES, "model": 7}),
+        (CHAT, {"messages": MESSAGES, "model": ["simulated/vllm-demo"]}),
+        (CHAT, {"messages": MESSAGES, "model": "ünïcødé/模型 😀"}),
+        (CHAT, {"messages": MESSAGES, "x_sim_token_delay": "fast"}),
+        (CHAT, {"messages": MESSAGES, "x_sim_first_token_delay": -1}),
+        (CHAT, {"messages": MESSAGES, "x_sim_token_delay": 1e300}),
+        (CHAT, {"messages": MESSAGES, "stream": True, "x_sim_fail_after": "3"}),
+        (CHAT, {"messages": MESSAGES, "stream": True, "x_sim_stall_after": [3]}),
+        (CHAT, {"messages": MESSAGES, "x_sim_break": "sometimes"}),
+        (COMPLETIONS, {"prompt": {"text": "hi"}}),
+        (COMPLETIONS, {"prompt": 42}),
+        (COMPLETIONS, {"prompt": [{"a": [None]}]}),
+        (COMPLETIONS, {"prompt": [[1, "two"]]}),
+        (COMPLETIONS, {"prompt": [True]}),
+        (COMPLETIONS, {"prompt": "hi", "max_tokens": "all of them"}),
+        (COMPLETIONS, []),
+        (COMPLETIONS, "a string"),
+        (COMPLETIONS, None),
+    ],
+)
+def test_a_body_of_the_wrong_shape_is_a_4xx_in_vllms_error_shape(path, body):
+    assert_vllm_error(post(simulator(), path, json.dumps(body).encode()))
+
+
+def test_what_is_not_json_is_a_400():
+    for raw in (b"", b"{", b'{"a": NaN}', b"\xff\xfe", b'{"s": "\\ud800"}'):
+        assert_vllm_error(post(simulator(), CHAT, raw))
+
+
+def test_well_formed_bodies_are_still_answered():
+    app = simulator()
+    plain = post(
+        app, COMPLETIONS, json.dumps({"prompt": [[1, 2], "a b"], "max_tokens": 2}).encode()
+    )
+    assert plain.status == 200
+    assert plain.json()["usage"] == {"prompt_tokens": 4, "total_tokens": 6, "completion_tokens": 2}
+    body = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    streamed = post(app, CHAT, json.dumps(body).encode())
+    assert streamed.status == 200 and streamed.writes == [b""]  # headers before prefill
+    assert streamed.body.endswith(b"data: [DONE]\n\n")
+
+
+# Values for the fields the simulator reads: anything JSON, and plausible ones, so both the
+# checks and the answers behind them are reached.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+COUNTS = st.integers(min_value=1, max_value=40)
+SMALL_INTS = st.integers(min_value=-3, max_value=40)
+CONTENT = (
+    st.none()
+    | st.text(max_size=30)
+    | st.lists(
+        st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=20)}), max_size=3
+    )
+)
+FIELDS = {
+    "model": st.sampled_from(["simulated/vllm-demo", "other/model", "", "missing/model"]),
+    "messages": st.lists(
+        st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": CONTENT}),
+        max_size=4,
+    ),
+    "prompt": st.text(max_size=40)
+    | st.lists(
+        st.text(max_size=10) | st.integers() | st.lists(st.integers(), max_size=3), max_size=4
+    ),
+    "stream": st.booleans(),
+    "stream_options": st.fixed_dictionaries(
+        {},
+        optional={"include_usage": st.booleans(), "continuous_usage_stats": st.booleans()},
+    ),
+    "max_tokens": COUNTS,
+    "max_completion_tokens": COUNTS,
+    "n": COUNTS,
+    "x_sim_token_delay": st.floats(min_value=0, max_value=1),
+    "x_sim_first_token_delay": st.floats(min_value=0, max_value=1),
+    "x_sim_fail_after": SMALL_INTS,
+    "x_sim_stall_after": SMALL_INTS,
+    "x_sim_usage": JSON_VALUES,
+    "x_sim_break": st.none(),  # "close", "garbage": a real socket (test_money_live)
+}
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> dict[str, Any]:
+    """Plausible fields, then up to three of them replaced by any JSON at all."""
+    body = draw(st.fixed_dictionaries({}, optional=FIELDS))
+    for name in draw(st.lists(st.sampled_from(sorted(FIELDS)), max_size=3, unique=True)):
+        body[name] = draw(JSON_VALUES.filter(lambda v: v not in ("close", "garbage")))
+    return body
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    path=st.sampled_from([CHAT, COMPLETIONS]),
+    body=st.one_of(bodies(), bodies(), bodies(), JSON_VALUES),
+)
+def test_any_json_body_is_answered_without_a_5xx(path, body):
+    answer = post(simulator(), path, json.dumps(body).encode())
+    assert answer.status < 500, (answer, body)
+    if answer.status >= 400:
+        assert_vllm_error(answer)
+    elif answer.aborted:
+        assert isinstance(body.get("x_sim_fail_after"), int), body
+    elif body.get("stream") is True:
+        assert answer.body.endswith(b"data: [DONE]\n\n")
+    else:
+        assert answer.json()["choices"][0]["finish_reason"] == "length"
+
+
+# --- live: the real process behind gevent's server ------------------------------------------------
+
+
+@pytest.mark.live
+def test_the_server_answers_garbage_with_4xx_and_logs_no_traceback(sim):
+    bodies = [
+        {"messages": "hello", "max_tokens": "many"},
+        {"messages": MESSAGES, "stream": True, "stream_options": 1},
+        {"messages": MESSAGES, "stream": True, "x_sim_stall_after": "soon"},
+        {"messages": MESSAGES, "x_sim_token_delay": None, "max_tokens": -1},
+        {"messages": [{"content": [{"text": {"nested": ["garbage", {"x": None}]}}]}]},
+    ]
+    for body in bodies:
+        response = requests.post(f"{sim.url}{CHAT}", json=body, timeout=10)
+        assert 400 <= response.status_code < 500, body
+        assert response.json()["error"]["code"] == response.status_code
+    for prompt in ({"text": "hi"}, [[1, [2]]], 1.5):
+        response = requests.post(f"{sim.url}{COMPLETIONS}", json={"prompt": prompt}, timeout=10)
+        assert response.status_code == 400
+    fine = requests.post(f"{sim.url}{CHAT}", json={"messages": MESSAGES}, timeout=10)
+    assert fine.status_code == 200
+    assert "Traceback" not in sim.output()
