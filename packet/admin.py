@@ -20,10 +20,9 @@ from marshmallow import Schema, ValidationError
 from . import admin_schemas as schemas
 from . import store
 from .body import read_body
-from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, render
+from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, from_validation, render
 from .reports import account_usage, account_view, endpoint_view, key_view, usage_record_view
 from .runtime import runtime
-from .schemas import first_error
 from .upstream.errors import Blocked
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/v1")
@@ -58,8 +57,7 @@ def _load(schema: Schema, data: Any) -> dict[str, Any]:
     try:
         return schema.load(data)
     except ValidationError as exc:
-        param, message = first_error(exc.messages)
-        raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None
+        raise from_validation(exc.messages) from None
 
 
 def _body(schema: Schema, *, optional: bool = False) -> dict[str, Any]:

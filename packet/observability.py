@@ -101,7 +101,7 @@ def _finish(response: Response) -> Response:
         request.path,
         response.status_code,
         elapsed * 1000,
-        f" error={error.code}" if error is not None else "",
+        f" error={error.error_code}" if error is not None else "",
     )
     return response
 
