@@ -129,7 +129,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
     observability.init_app(app)
     auth.init_app(app, keys, throttle)
-    app.extensions["packet"] = Runtime(
+    rt = app.extensions["packet"] = Runtime(
         settings=settings,
         keys=keys,
         client=client,
@@ -149,7 +149,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         ),
         auth_throttle=throttle,
     )
-    app.before_request(app.extensions["packet"].start)
+    app.before_request(rt.start)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

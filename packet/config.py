@@ -99,6 +99,12 @@ class Settings:
     endpoint_allow: AddressRules = field(default_factory=AddressRules)
     endpoint_deny: AddressRules = field(default_factory=AddressRules)
 
+    def check_tier(self, tier: str) -> str:
+        """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
+        if tier not in self.tiers:
+            raise ValueError(f"unknown tier {tier!r}; configured: {', '.join(self.tiers)}")
+        return tier
+
     def price_for(self, model: str) -> Price:
         """The price table entry for ``model``, or the default price."""
         return self.prices.get(model, self.default_price)

@@ -43,6 +43,9 @@ def test_tiers_merge_and_add(tmp_path):
     assert s.tiers["free"] == {"rpm": 5, "tpm": 40000}
     assert s.tiers["bench"]["tpm"] == 1_000_000_000
     assert s.tiers["standard"]["rpm"] == 60
+    assert s.check_tier("bench") == "bench"
+    with pytest.raises(ValueError, match="unknown tier 'gold'; configured: free, standard"):
+        s.check_tier("gold")
 
 
 @pytest.mark.parametrize(
