@@ -1,8 +1,10 @@
 """The request path for completions: validate → route → admit → proxy/stream → meter.
 
-Authentication and the request-rate limit already ran (``before_request`` hooks). This module
-turns a validated body into an upstream call with failover, relays the answer (JSON or SSE) and
-hands the outcome to the meter, exactly once per request, whatever happens.
+Authentication already ran (a ``before_request`` hook). The request is counted for the tier's
+requests/min here, with its tokens, at admission (:func:`packet.limits.admit`, once validation
+and routing give its estimate). This module turns a validated body into an upstream call with
+failover, relays the answer (JSON or SSE) and hands the outcome to the meter, exactly once per
+request, whatever happens.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ def test_defaults(tmp_path):
     assert s.storage_uri == "memory://"
     assert s.tiers["free"] == {"rpm": 20, "tpm": 40000}
     assert s.tiers["premium"] == {"rpm": 200, "tpm": 500000}
+    assert s.metrics_multiprocess_dir is None
+    assert settings(tmp_path, PROMETHEUS_MULTIPROC_DIR="/m").metrics_multiprocess_dir == "/m"
 
 
 @pytest.mark.parametrize(
