@@ -102,7 +102,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         policy=EndpointPolicy(settings.endpoint_allow, settings.endpoint_deny),
     )
     # Flask-Limiter supplies the limit storage from its config; packet.limits counts requests.
-    # Its own per-request hooks would find no limit to apply yet cost ~0.1 ms a request: an app
+    # Its own per-request hooks would find no limit to apply yet cost time on each request: an app
     # already listing the limiter is one init_app adds no hooks to (the double-init guard).
     app.extensions.setdefault("limiter", set()).add(limiter)
     limiter.init_app(app)

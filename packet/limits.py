@@ -374,7 +374,7 @@ def rate_limit_headers(response: Response) -> Response:
     requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
     requests_left = str(max(0, figures["rpm"] - requests_used))
     tokens_used, tokens_reset = _tokens_used(limits, principal.account_id, tpm, reset_at)
-    # None of these is set before: extend (append) costs half of update (replace).
+    # None of these is set before, so append (extend): update (replace) would look each up first.
     response.headers.extend(
         (
             ("X-RateLimit-Limit", rpm),
