@@ -48,8 +48,8 @@ def post_worker_init(worker):
     streams end, metered, before the master's SIGKILL."""
     # The app and the modules loaded so far live as long as the worker: freezing them keeps the
     # collector from scanning them again, and collecting the young generation every 20,000
-    # allocations rather than 700 makes pauses rarer. With 1,000 streams open, the defaults
-    # added ~70 ms to the 90th-percentile time to first token (bench: many_streams).
+    # allocations rather than 700 makes pauses rarer: with many streams open, the defaults'
+    # pauses delay first tokens (measured in CHANGELOG.md).
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 10, 10)

@@ -19,11 +19,11 @@ from marshmallow import Schema, ValidationError
 
 from . import admin_schemas as schemas
 from . import store
+from .auth import bearer_token
 from .body import read_body
-from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, render
+from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, from_validation, render
 from .reports import account_usage, account_view, endpoint_view, key_view, usage_record_view
 from .runtime import runtime
-from .schemas import first_error
 from .upstream.errors import Blocked
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/v1")
@@ -33,12 +33,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin/v1")
 def _require_token() -> None:
     """401 unless ``Authorization: Bearer <PACKET_ADMIN_TOKEN>``."""
     expected = runtime().settings.admin_token or ""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not (
-        expected
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(given.strip().encode(), expected.encode())
-    ):
+    given = bearer_token() or ""
+    if not (expected and hmac.compare_digest(given.encode(), expected.encode())):
         raise InvalidAPIKey(
             "Missing or incorrect admin token. Send 'Authorization: Bearer <PACKET_ADMIN_TOKEN>'."
         )
@@ -58,8 +54,7 @@ def _load(schema: Schema, data: Any) -> dict[str, Any]:
     try:
         return schema.load(data)
     except ValidationError as exc:
-        param, message = first_error(exc.messages)
-        raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None
+        raise from_validation(exc.messages) from None
 
 
 def _body(schema: Schema, *, optional: bool = False) -> dict[str, Any]:
@@ -94,13 +89,10 @@ def _page(fetch: Callable[..., list[Any]], view: Callable[[Any], dict[str, Any]]
 
 
 def _tier(value: str) -> str:
-    tiers = runtime().settings.tiers
-    if value not in tiers:
-        raise InvalidRequest(
-            f"Invalid value for 'tier': unknown tier {value!r}; configured: {', '.join(tiers)}.",
-            param="tier",
-        )
-    return value
+    try:
+        return runtime().settings.check_tier(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid value for 'tier': {exc}.", param="tier") from None
 
 
 def _changed(payload: dict[str, Any], status: int = 200) -> tuple[Response, int]:

@@ -97,15 +97,22 @@ def _load(digest: str, prefix: str) -> Principal | None:
     )
 
 
+def bearer_token() -> str | None:
+    """The token from ``Authorization: Bearer …`` (None without one); never from the query
+    string. API keys and the admin token are both read here."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def bearer_key() -> str:
-    """The key from ``Authorization: Bearer …``; never from the query string."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
+    """The caller's API key; 401 without one."""
+    key = bearer_token()
+    if key is None:
         raise InvalidAPIKey(
             "Missing API key. Send 'Authorization: Bearer pk_live_...' with your Packet.ai key."
         )
-    return credentials.strip()
+    return key
 
 
 def authenticate(cache: KeyCache, throttle: AuthThrottle) -> Principal:

@@ -13,12 +13,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from . import store
 from .config import ConfigError, dollars_to_micros
 from .reports import account_usage, account_view, dollars, parse_time
+from .runtime import runtime
 from .upstream.client import validate_base_url
 from .upstream.errors import Blocked
 
@@ -45,10 +46,10 @@ def _amount(value: str) -> int:
 
 
 def _tier(value: str) -> str:
-    tiers = current_app.extensions["packet"].settings.tiers
-    if value not in tiers:
-        raise click.BadParameter(f"unknown tier {value!r}; configured: {', '.join(tiers)}")
-    return value
+    try:
+        return runtime().settings.check_tier(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @accounts.command("create")
@@ -58,7 +59,7 @@ def _tier(value: str) -> str:
 @click.option("--default-model", default=None, help="Model used for 'auto' when several run.")
 def accounts_create(name: str, tier: str | None, balance: str, default_model: str | None) -> None:
     """Create account NAME."""
-    tier = _tier(tier or current_app.extensions["packet"].settings.default_tier)
+    tier = _tier(tier or runtime().settings.default_tier)
     account = _store(store.create_account, name, tier, _amount(balance), default_model)
     click.echo(
         f"created account {account.name} (tier {account.tier}, balance ${dollars(account.balance_micros)})"
@@ -71,7 +72,7 @@ def accounts_create(name: str, tier: str | None, balance: str, default_model: st
 def accounts_credit(name: str, amount: str) -> None:
     """Add AMOUNT dollars to NAME's balance (negative removes)."""
     account = _store(store.credit_account, name, _amount(amount))
-    current_app.extensions["packet"].keys.invalidate()
+    runtime().keys.invalidate()
     click.echo(f"{account.name}: balance ${dollars(account.balance_micros)}")
 
 
@@ -81,7 +82,7 @@ def accounts_credit(name: str, amount: str) -> None:
 def accounts_set_tier(name: str, tier: str) -> None:
     """Move NAME to TIER."""
     account = _store(store.update_account, name, tier=_tier(tier))
-    current_app.extensions["packet"].keys.invalidate()
+    runtime().keys.invalidate()
     click.echo(f"{account.name}: tier {account.tier}")
 
 
@@ -91,7 +92,7 @@ def accounts_set_tier(name: str, tier: str) -> None:
 def accounts_set_default_model(name: str, model: str | None) -> None:
     """Use MODEL for NAME's "auto" requests (no MODEL: clear it)."""
     account = _store(store.update_account, name, default_model=model, clear_default_model=not model)
-    current_app.extensions["packet"].keys.invalidate()
+    runtime().keys.invalidate()
     click.echo(f"{account.name}: default model {account.default_model or '-'}")
 
 
@@ -130,7 +131,7 @@ def keys_create(name: str, label: str | None) -> None:
 def keys_revoke(key_or_prefix: str) -> None:
     """Revoke a key by the full key or its display prefix."""
     row = _store(store.revoke_key, key_or_prefix)
-    current_app.extensions["packet"].keys.invalidate()
+    runtime().keys.invalidate()
     click.echo(f"revoked {row.prefix}…")
 
 
@@ -157,7 +158,7 @@ def endpoints_add(name: str, url: str, upstream_key: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="URL") from None
     try:
-        resolved = current_app.extensions["packet"].client.policy.check_url(base_url)
+        resolved = runtime().client.policy.check_url(base_url)
     except Blocked as exc:
         raise click.ClickException(f"endpoint URL refused by the gateway's policy: {exc}") from None
     if not resolved:
@@ -166,7 +167,7 @@ def endpoints_add(name: str, url: str, upstream_key: str | None) -> None:
             err=True,
         )
     endpoint = _store(store.add_endpoint, name, base_url, upstream_key)
-    current_app.extensions["packet"].keys.invalidate()
+    runtime().keys.invalidate()
     click.echo(f"added endpoint {endpoint.id}: {endpoint.base_url}")
 
 
@@ -185,7 +186,7 @@ def endpoints_list(name: str) -> None:
 def endpoints_remove(name: str, endpoint_id: int) -> None:
     """Remove endpoint ENDPOINT_ID from NAME."""
     _store(store.remove_endpoint, name, endpoint_id)
-    current_app.extensions["packet"].keys.invalidate()
+    runtime().keys.invalidate()
     click.echo(f"removed endpoint {endpoint_id}")
 
 
@@ -232,9 +233,7 @@ def demo() -> None:
     try:
         store.get_account("demo")
     except store.StoreError:
-        store.create_account(
-            "demo", current_app.extensions["packet"].settings.default_tier, _amount("25")
-        )
+        store.create_account("demo", runtime().settings.default_tier, _amount("25"))
     _, key = store.create_key("demo", "make run")
     click.echo(key)
 

@@ -1,8 +1,10 @@
 """Every environment variable the gateway reads, parsed once into typed settings.
 
-Nothing else in the package reads ``os.environ``: the factory calls :func:`load_settings`
+Nothing else in the gateway reads ``os.environ``: the factory calls :func:`load_settings`
 and everything downstream receives the resulting :class:`Settings` (the gunicorn worker, which
-runs outside the app, calls :func:`request_read_timeout`).
+runs outside the app, calls :func:`request_read_timeout`). Outside it: ``gunicorn.conf.py``
+(gunicorn's own settings, and ``PROMETHEUS_MULTIPROC_DIR``, which prometheus-client also reads
+when imported) and the simulator, :mod:`packet.devserver`.
 """
 
 from __future__ import annotations
@@ -98,6 +100,13 @@ class Settings:
     request_read_timeout: float = 30.0
     endpoint_allow: AddressRules = field(default_factory=AddressRules)
     endpoint_deny: AddressRules = field(default_factory=AddressRules)
+    metrics_multiprocess_dir: str | None = None
+
+    def check_tier(self, tier: str) -> str:
+        """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
+        if tier not in self.tiers:
+            raise ValueError(f"unknown tier {tier!r}; configured: {', '.join(self.tiers)}")
+        return tier
 
     def price_for(self, model: str) -> Price:
         """The price table entry for ``model``, or the default price."""
@@ -309,6 +318,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         request_read_timeout=request_read_timeout(env),
         endpoint_allow=_address_rules(env, "PACKET_ENDPOINT_ALLOW"),
         endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
+        metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
     )
 
 

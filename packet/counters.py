@@ -2,11 +2,10 @@
 
 An admission touches an account's request counter and token counter for the current window,
 and applies earlier requests' token settlements. On Redis that is one Lua script — one round
-trip per request instead of three (count, reserve, settle), each of which cost the worker
-about 70 µs of redis-py work. ``memory://`` counts in a dict of this process: ``limits``'
-MemoryStorage starts a timer thread (a greenlet under gevent) every 10 ms of activity to expire
-keys, 5 % of a request's CPU; here expired keys are dropped as they are met and swept now and
-then. Other storages (a Redis cluster, whose keys of different accounts may live on different
+trip per request instead of three (count, reserve, settle), each of them redis-py work on the
+worker. ``memory://`` counts in a dict of this process: ``limits``' MemoryStorage starts a timer
+thread (a greenlet under gevent) every 10 ms of activity to expire keys, a cost every request
+shares; here expired keys are dropped as they are met and swept now and then. Other storages (a Redis cluster, whose keys of different accounts may live on different
 nodes; memcached) get the same answers call by call through the ``limits`` storage API.
 
 The answers are those of the call-by-call version: the request is counted first (a request
@@ -172,7 +171,7 @@ class RedisCounters(Counters):
 
     The calls go over connections the storage's pool makes but this worker keeps: redis-py's
     pool checks a connection for unread data at every checkout, a ``poll()`` that under gevent
-    cost more than the call itself (85 → 38 µs of CPU per call). A connection is kept only once
+    costs more than the call itself (measured in CHANGELOG.md). A connection is kept only once
     a whole reply has been read, so it holds no stray data; one that fails is closed and dropped.
     """
 

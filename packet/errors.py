@@ -1,8 +1,11 @@
-"""The error hierarchy and the one place that renders every error as OpenAI's envelope.
+"""The error hierarchy, and the renderer of every error the app sees as OpenAI's envelope.
 
-Views and services raise :class:`APIError` subclasses; werkzeug's HTTP errors, marshmallow's
+Views and services raise :class:`APIError` subclasses, which are werkzeug HTTP exceptions
+(``code`` is the status, ``description`` the message); werkzeug's own HTTP errors, marshmallow's
 validation errors and anything unexpected are converted here, so a client only ever sees
-``{"error": {"message", "type", "param", "code"}}`` — never HTML or a traceback.
+``{"error": {"message", "type", "param", "code"}}`` — never HTML or a traceback. Two writers
+outside the app build the same envelope from :mod:`packet.envelope`: the SSE relay's in-band
+errors and the gunicorn worker's own answers (:mod:`packet.server`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
 from .envelope import INTERNAL_ERROR, error_body
+from .schemas import first_error
 
 log = logging.getLogger("packet.errors")
 
@@ -25,13 +29,14 @@ NO_ENDPOINT_HINT = (
 )
 
 
-class APIError(Exception):
-    """An error with an HTTP status and OpenAI's envelope fields."""
+class APIError(HTTPException):
+    """An HTTP error (werkzeug's ``code`` and ``description``) with OpenAI's envelope fields:
+    ``type``, ``error_code`` (the envelope's ``code``) and ``param``."""
 
-    status = 500
+    code = 500
+    description = INTERNAL_ERROR
     type = "server_error"
-    code = "internal_error"
-    default_message = INTERNAL_ERROR
+    error_code = "internal_error"
 
     def __init__(
         self,
@@ -40,63 +45,66 @@ class APIError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.message = message or self.default_message
+        super().__init__(message or None)  # None keeps the class's description
         self.param = param
         self.headers = headers or {}
-        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return self.description or INTERNAL_ERROR
 
     def body(self) -> dict[str, Any]:
         """The JSON envelope, as OpenAI sends it."""
-        return error_body(self.message, self.type, self.code, self.param)
+        return error_body(self.message, self.type, self.error_code, self.param)
 
 
 class InvalidRequest(APIError):
-    status, type, code = 400, "invalid_request_error", "invalid_request"
-    default_message = "The request body is not valid."
+    code, type, error_code = 400, "invalid_request_error", "invalid_request"
+    description = "The request body is not valid."
 
 
 class InvalidAPIKey(APIError):
-    status, type, code = 401, "invalid_request_error", "invalid_api_key"
-    default_message = (
+    code, type, error_code = 401, "invalid_request_error", "invalid_api_key"
+    description = (
         "Invalid API key. Send 'Authorization: Bearer pk_live_...' with a key that has not "
         "been revoked."
     )
 
 
 class InsufficientQuota(APIError):
-    status, type, code = 403, "insufficient_quota", "insufficient_quota"
-    default_message = "Your account balance is depleted. Add funds in the Billing section."
+    code, type, error_code = 403, "insufficient_quota", "insufficient_quota"
+    description = "Your account balance is depleted. Add funds in the Billing section."
 
 
 class NotFound(APIError):
-    status, type, code = 404, "invalid_request_error", "not_found"
-    default_message = "Not found."
+    code, type, error_code = 404, "invalid_request_error", "not_found"
+    description = "Not found."
 
 
 class ModelNotFound(APIError):
-    status, type, code = 404, "invalid_request_error", "model_not_found"
+    code, type, error_code = 404, "invalid_request_error", "model_not_found"
 
 
 class MethodNotAllowed(APIError):
-    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+    code, type, error_code = 405, "invalid_request_error", "method_not_allowed"
 
 
 class Conflict(APIError):
-    status, type, code = 409, "invalid_request_error", "conflict"
+    code, type, error_code = 409, "invalid_request_error", "conflict"
 
 
 class RequestTimeout(APIError):
-    status, type, code = 408, "invalid_request_error", "request_timeout"
-    default_message = "The request was not received in time."
+    code, type, error_code = 408, "invalid_request_error", "request_timeout"
+    description = "The request was not received in time."
 
 
 class PayloadTooLarge(APIError):
-    status, type, code = 413, "invalid_request_error", "request_too_large"
-    default_message = "The request body is too large."
+    code, type, error_code = 413, "invalid_request_error", "request_too_large"
+    description = "The request body is too large."
 
 
 class RateLimitExceeded(APIError):
-    status, type, code = 429, "requests", "rate_limit_exceeded"
+    code, type, error_code = 429, "requests", "rate_limit_exceeded"
 
     def __init__(self, message: str, *, limit_type: str = "requests", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -108,16 +116,16 @@ class InternalError(APIError):
 
 
 class UpstreamError(APIError):
-    status, type, code = 502, "server_error", "upstream_error"
-    default_message = "The inference endpoint returned an invalid response."
+    code, type, error_code = 502, "server_error", "upstream_error"
+    description = "The inference endpoint returned an invalid response."
 
 
 class EndpointBlocked(APIError):
     """The gateway's endpoint policy refuses the endpoint's address; which rule, and the
     address, stay in the gateway's log and the admin's answers, not the client's."""
 
-    status, type, code = 502, "server_error", "endpoint_blocked"
-    default_message = (
+    code, type, error_code = 502, "server_error", "endpoint_blocked"
+    description = (
         "Your inference endpoint's address is not allowed by the gateway's endpoint policy, so "
         "the gateway did not connect to it. Point the endpoint at an address the gateway's "
         "operator allows (GET /health with your key shows which endpoints are blocked)."
@@ -125,13 +133,13 @@ class EndpointBlocked(APIError):
 
 
 class ServiceUnavailable(APIError):
-    status, type, code = 503, "server_error", "service_unavailable"
-    default_message = NO_ENDPOINT_HINT
+    code, type, error_code = 503, "server_error", "service_unavailable"
+    description = NO_ENDPOINT_HINT
 
 
 class UpstreamTimeout(APIError):
-    status, type, code = 504, "server_error", "upstream_timeout"
-    default_message = "The inference endpoint did not answer in time."
+    code, type, error_code = 504, "server_error", "upstream_timeout"
+    description = "The inference endpoint did not answer in time."
 
 
 class UpstreamClientError(APIError):
@@ -141,18 +149,10 @@ class UpstreamClientError(APIError):
 
     def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
         super().__init__(message, param=param)
-        self.status = status
-        self.code = {404: "model_not_found", 429: "rate_limit_exceeded"}.get(
+        self.code = status
+        self.error_code = {404: "model_not_found", 429: "rate_limit_exceeded"}.get(
             status, "invalid_request"
         )
-
-
-_HTTP_ERRORS: dict[int, type[APIError]] = {
-    400: InvalidRequest,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-}
 
 
 def from_http_exception(exc: HTTPException) -> APIError:
@@ -160,20 +160,25 @@ def from_http_exception(exc: HTTPException) -> APIError:
     from flask import request
 
     status = exc.code or 500
+    if status == 400:
+        return InvalidRequest(exc.description)
     if status == 404:
         return NotFound(f"Invalid URL ({request.method} {request.path}).")
     if status == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
     if status == 413:
         return PayloadTooLarge()
-    cls = _HTTP_ERRORS.get(status)
-    if cls is not None:
-        return cls(exc.description)
     error = APIError(exc.description)
-    error.status = status
+    error.code = status
     error.type = "invalid_request_error" if status < 500 else "server_error"
-    error.code = (exc.name or "error").lower().replace(" ", "_")
+    error.error_code = (exc.name or "error").lower().replace(" ", "_")
     return error
+
+
+def from_validation(messages: Any) -> InvalidRequest:
+    """marshmallow's error messages as a 400 naming the first offending param."""
+    param, message = first_error(messages)
+    return InvalidRequest(f"Invalid value for '{param}': {message}", param=param or None)
 
 
 def from_upstream(exc: Exception) -> APIError:
@@ -200,14 +205,17 @@ def from_upstream(exc: Exception) -> APIError:
 
 
 def render(error: APIError) -> Response:
-    """The one function that turns an error into an HTTP response."""
-    response = Response(
-        orjson.dumps(error.body()), status=error.status, mimetype="application/json"
-    )
+    """The one function that turns an error into the app's HTTP response."""
+    response = Response(orjson.dumps(error.body()), status=error.code, mimetype="application/json")
     for name, value in error.headers.items():
         response.headers[name] = value
     g.error = error
     return response
+
+
+def http_error(exc: HTTPException) -> Response:
+    """Ours as they are; werkzeug's (routing, body size, …) translated first."""
+    return render(exc if isinstance(exc, APIError) else from_http_exception(exc))
 
 
 DATABASE_DOWN = "The gateway's database is unreachable; try again shortly."
@@ -220,8 +228,9 @@ def register_error_handlers(app: Flask) -> None:
     from .store import is_outage
     from .upstream.errors import UpstreamFailure
 
-    app.register_error_handler(APIError, render)
-    app.register_error_handler(HTTPException, lambda exc: render(from_http_exception(exc)))
+    # One handler for every HTTP exception: Flask looks an HTTPException subclass's handler up
+    # by its status first, so one registered for APIError would only ever catch 500s.
+    app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(UpstreamFailure, lambda exc: render(from_upstream(exc)))
 
     logged_at = [0.0]

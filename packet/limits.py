@@ -37,6 +37,7 @@ from limits.storage import Storage
 from .config import Settings
 from .counters import Ask, Settlement, counters_for, refused_by_storage
 from .errors import APIError, RateLimitExceeded, ServiceUnavailable
+from .runtime import runtime
 
 log = logging.getLogger("packet.limits")
 
@@ -306,13 +307,9 @@ def retry_headers(wait: float) -> dict[str, str]:
     return {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
 
 
-def _limits() -> WindowLimits:
-    return current_app.extensions["packet"].limits
-
-
 def request_key() -> str:
     """The caller's request counter identity (Flask-Limiter requires a key function)."""
-    return f"account:{g.principal.account_id}/{_limits().bounds()[0]}"
+    return f"account:{g.principal.account_id}/{runtime().limits.bounds()[0]}"
 
 
 @functools.cache
@@ -326,8 +323,9 @@ def admit(estimate: int | None) -> TokenReservation | None:
 
     The counts are kept on ``g`` for the headers, which then need no storage read.
     """
-    limits = _limits()
-    figures = tier_figures(current_app.extensions["packet"].settings, g.principal.tier)
+    rt = runtime()
+    limits = rt.limits
+    figures = tier_figures(rt.settings, g.principal.tier)
     reservation = limits.admit(
         g.principal.account_id, rpm=figures["rpm"], tpm=figures["tpm"], estimate=estimate
     )
@@ -367,15 +365,16 @@ def rate_limit_headers(response: Response) -> Response:
     if "requests_counted" not in g:
         with contextlib.suppress(APIError):
             admit(None)
-    limits = _limits()
-    figures = tier_figures(current_app.extensions["packet"].settings, principal.tier)
+    rt = runtime()
+    limits = rt.limits
+    figures = tier_figures(rt.settings, principal.tier)
     now = limits.clock()
     reset_at = limits.bounds(now)[1]
     rpm, tpm = str(figures["rpm"]), figures["tpm"]
     requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
     requests_left = str(max(0, figures["rpm"] - requests_used))
     tokens_used, tokens_reset = _tokens_used(limits, principal.account_id, tpm, reset_at)
-    # None of these is set before: extend (append) costs half of update (replace).
+    # None of these is set before, so append (extend): update (replace) would look each up first.
     response.headers.extend(
         (
             ("X-RateLimit-Limit", rpm),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import time
 import uuid
@@ -23,6 +22,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from .runtime import runtime
 
 request_log = logging.getLogger("packet.request")
 # As wide as the usage row's request_id column: a longer id is replaced, never stored cut.
@@ -50,7 +51,7 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus exposition, aggregated over every worker when in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if runtime().settings.metrics_multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
@@ -101,7 +102,7 @@ def _finish(response: Response) -> Response:
         request.path,
         response.status_code,
         elapsed * 1000,
-        f" error={error.code}" if error is not None else "",
+        f" error={error.error_code}" if error is not None else "",
     )
     return response
 

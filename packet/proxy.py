@@ -1,8 +1,10 @@
 """The request path for completions: validate → route → admit → proxy/stream → meter.
 
-Authentication and the request-rate limit already ran (``before_request`` hooks). This module
-turns a validated body into an upstream call with failover, relays the answer (JSON or SSE) and
-hands the outcome to the meter, exactly once per request, whatever happens.
+Authentication already ran (a ``before_request`` hook). The request is counted for the tier's
+requests/min here, with its tokens, at admission (:func:`packet.limits.admit`, once validation
+and routing give its estimate). This module turns a validated body into an upstream call with
+failover, relays the answer (JSON or SSE) and hands the outcome to the meter, exactly once per
+request, whatever happens.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from marshmallow import Schema
 from . import limits, observability, usage
 from .auth import Principal
 from .body import read_body
-from .errors import APIError, InvalidRequest, UpstreamClientError, UpstreamError, from_upstream
+from .errors import (
+    APIError,
+    InvalidRequest,
+    UpstreamClientError,
+    UpstreamError,
+    from_upstream,
+    from_validation,
+)
 from .journal import OpenCall
 from .limits import TokenReservation
 from .metering import Hold, cost_micros
 from .runtime import Runtime, runtime
-from .schemas import errors_for, first_error
+from .schemas import errors_for
 from .upstream.discovery import EndpointState, Target
 from .upstream.errors import (
     BadGateway,
@@ -54,13 +63,8 @@ def parse_body(schema: Schema) -> dict[str, Any]:
         raise InvalidRequest("The request body must be a JSON object.")
     errors = errors_for(schema, body)
     if errors:
-        _raise(errors)
+        raise from_validation(errors)
     return body
-
-
-def _raise(messages: Any) -> None:
-    param, message = first_error(messages)
-    raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param or None)
 
 
 def endpoint_triples(rt: Runtime, principal: Principal) -> list[tuple[str, str | None, str]]:
@@ -218,8 +222,8 @@ def handle(schema: Schema, route: str, upstream_path: str) -> Response:
 def _failure_status(exc: BaseException) -> int:
     """The status a request that never got an upstream answer is recorded with."""
     if isinstance(exc, UpstreamFailure):
-        return from_upstream(exc).status
-    return exc.status if isinstance(exc, APIError) else 500
+        return from_upstream(exc).code
+    return exc.code if isinstance(exc, APIError) else 500
 
 
 def _send(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import store
+from .config import MICROS_PER_DOLLAR
 from .models import Account, ApiKey, Endpoint, UsageRecord
 from .store import UsageRow
 
@@ -20,7 +21,7 @@ _TOTALS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "co
 def dollars(micros: int) -> str:
     """Micro-dollars as a dollar string: 25000000 → '25.00', 1234 → '0.001234'."""
     sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
+    whole, frac = divmod(abs(micros), MICROS_PER_DOLLAR)
     text = f"{frac:06d}".rstrip("0").ljust(2, "0")
     return f"{sign}{whole}.{text}"
 

@@ -1,7 +1,8 @@
 """The per-worker services a request needs, built once in the factory.
 
-Background greenlets (discovery refresh, usage flusher) start with the first request, so the
-factory itself has no side effects and CLI commands never start them.
+Background greenlets (discovery refresh, usage flusher) start when a gunicorn worker boots
+(``post_worker_init``) or, under any other server, with the first request; so the factory itself
+has no side effects and CLI commands never start them.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ import atexit
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import gevent
 from flask import current_app
 
-from .auth import KeyCache
-from .auth_throttle import AuthThrottle
-from .config import Settings
-from .limits import WindowLimits
-from .metering import Meter
-from .upstream.client import UpstreamClient
-from .upstream.discovery import Discovery
+# Types only: every module may import runtime() without a cycle (packet.limits among them).
+if TYPE_CHECKING:
+    from .auth import KeyCache
+    from .auth_throttle import AuthThrottle
+    from .config import Settings
+    from .limits import WindowLimits
+    from .metering import Meter
+    from .upstream.client import UpstreamClient
+    from .upstream.discovery import Discovery
 
 
 @dataclass
@@ -85,5 +89,5 @@ class Runtime:
 
 
 def runtime() -> Runtime:
-    """The current app's runtime."""
+    """The current app's runtime: the one way to reach the services (set by create_app)."""
     return current_app.extensions["packet"]

@@ -90,7 +90,7 @@ def test_budget_then_429_until_the_window_ends():
         t.failed(environ("192.0.2.1"))  # the caller answers 401
     with pytest.raises(RateLimitExceeded) as refused:
         t.check(environ("192.0.2.1"))  # before any key is looked at
-    assert refused.value.code == "rate_limit_exceeded"
+    assert refused.value.error_code == "rate_limit_exceeded"
     assert refused.value.headers == {"Retry-After": "50", "retry-after-ms": "50000"}
     assert "limit 3 per 60s" in refused.value.message
     t.check(environ("192.0.2.2"))  # another address is not affected

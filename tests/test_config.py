@@ -21,6 +21,8 @@ def test_defaults(tmp_path):
     assert s.storage_uri == "memory://"
     assert s.tiers["free"] == {"rpm": 20, "tpm": 40000}
     assert s.tiers["premium"] == {"rpm": 200, "tpm": 500000}
+    assert s.metrics_multiprocess_dir is None
+    assert settings(tmp_path, PROMETHEUS_MULTIPROC_DIR="/m").metrics_multiprocess_dir == "/m"
 
 
 @pytest.mark.parametrize(
@@ -43,6 +45,9 @@ def test_tiers_merge_and_add(tmp_path):
     assert s.tiers["free"] == {"rpm": 5, "tpm": 40000}
     assert s.tiers["bench"]["tpm"] == 1_000_000_000
     assert s.tiers["standard"]["rpm"] == 60
+    assert s.check_tier("bench") == "bench"
+    with pytest.raises(ValueError, match="unknown tier 'gold'; configured: free, standard"):
+        s.check_tier("gold")
 
 
 @pytest.mark.parametrize(

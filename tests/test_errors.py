@@ -74,6 +74,25 @@ def test_unexpected_exception_is_500_without_details(app):
     assert error["type"] == "server_error"
 
 
+def test_typed_errors_are_http_exceptions_rendered_in_the_envelope(app):
+    from werkzeug.exceptions import HTTPException
+
+    from packet.errors import InvalidRequest, UpstreamClientError
+
+    assert issubclass(APIError, HTTPException)
+    error = InvalidRequest(param="model")
+    assert (error.code, error.error_code) == (400, "invalid_request")
+    assert error.description == error.message == "The request body is not valid."
+
+    @app.get("/typed")
+    def typed():
+        raise UpstreamClientError(429, "busy", param="n")
+
+    error = assert_envelope(app.test_client().get("/typed"), 429, "rate_limit_exceeded")
+    assert (error["message"], error["param"]) == ("busy", "n")
+    assert error["type"] == "invalid_request_error"
+
+
 def test_api_error_headers_are_sent(app):
     @app.get("/limited")
     def limited():

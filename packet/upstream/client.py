@@ -5,10 +5,10 @@ streamed, that is the whole generation; for a stream it is only a backstop, sinc
 bounds the time to the first event and the silences between events itself. The connect timeout
 is short so failover is quick.
 
-Completions are sent through the session's adapter with a request prepared here: the
-session's per-call merging of settings, cookies and hooks was a third of requests' cost per
-call, and the gateway needs none of it (no proxies from the environment, no redirects, and no
-cookie jar shared between different users' endpoints).
+Completions are sent through the session's adapter with a request prepared here: the session
+merges settings, cookies and hooks on every call, a large part of requests' own cost, and the
+gateway needs none of it (no proxies from the environment, no redirects, and no cookie jar
+shared between different users' endpoints).
 
 Every new connection is checked against the endpoint policy (:mod:`packet.upstream.connection`);
 a refused one raises :class:`~packet.upstream.errors.Blocked` from :meth:`UpstreamClient.post`

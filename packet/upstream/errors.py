@@ -6,9 +6,8 @@ import orjson
 
 
 class UpstreamFailure(Exception):
-    """Base class. ``before_first_byte`` failures may be retried on another replica."""
-
-    before_first_byte = True
+    """Base class. Which failures move on to another replica is decided by the proxy's
+    failover (:func:`packet.proxy._send`), by type."""
 
 
 class ConnectFailed(UpstreamFailure):
@@ -18,8 +17,6 @@ class ConnectFailed(UpstreamFailure):
 
 class TimedOut(UpstreamFailure):
     """The endpoint accepted the request but did not answer within the read timeout."""
-
-    before_first_byte = False
 
 
 class BadGateway(UpstreamFailure):
