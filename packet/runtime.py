@@ -82,8 +82,15 @@ class Runtime:
         gevent.spawn(watch)
 
     def close(self) -> None:
-        """Flush usage and stop background work (gunicorn's worker_exit and atexit)."""
+        """Flush usage and stop background work (gunicorn's worker_exit and atexit).
+
+        Streams still open are ended first, so each meters what it sent: after a quick stop
+        (SIGINT, SIGQUIT) they include streams whose client already has ``[DONE]`` but whose
+        body was not closed yet, which is where a stream is metered.
+        """
         self.discovery.stop()
+        if self.streams:
+            self.end_streams()
         self.limits.flush()
         self.meter.close()
 
