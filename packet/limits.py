@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from flask import Blueprint, Response, current_app, g, request
@@ -38,6 +38,10 @@ from .config import Settings
 from .counters import Ask, Settlement, counters_for, refused_by_storage
 from .errors import APIError, RateLimitExceeded, ServiceUnavailable
 from .runtime import runtime
+
+if TYPE_CHECKING:
+    from .auth import Principal
+    from .runtime import Runtime
 
 log = logging.getLogger("packet.limits")
 
@@ -318,22 +322,35 @@ def _request_item(rpm: int, window: int) -> RateLimitItem:
     return RateLimitItemPerSecond(rpm, window)
 
 
-def admit(estimate: int | None) -> TokenReservation | None:
-    """Count the caller's request and reserve ``estimate`` tokens; 429 over either limit.
-
-    The counts are kept on ``g`` for the headers, which then need no storage read.
-    """
-    rt = runtime()
-    limits = rt.limits
-    figures = tier_figures(rt.settings, g.principal.tier)
-    reservation = limits.admit(
-        g.principal.account_id, rpm=figures["rpm"], tpm=figures["tpm"], estimate=estimate
+def count(rt: Runtime, principal: Principal, estimate: int | None) -> TokenReservation | None:
+    """Count the caller's request and reserve ``estimate`` tokens (None: storage down)."""
+    figures = tier_figures(rt.settings, principal.tier)
+    return rt.limits.admit(
+        principal.account_id, rpm=figures["rpm"], tpm=figures["tpm"], estimate=estimate
     )
+
+
+def refuse_over(rt: Runtime, principal: Principal, reservation: TokenReservation | None) -> None:
+    """The 429 when the counted request went over either limit."""
+    if reservation is not None and not reservation.admitted:
+        figures = tier_figures(rt.settings, principal.tier)
+        raise rt.limits.refusal(reservation, figures["rpm"], figures["tpm"])
+
+
+def admit(estimate: int | None) -> TokenReservation | None:
+    """:func:`count` for the current Flask request; the counts are kept on ``g`` for the
+    headers, which then need no storage read."""
+    rt = runtime()
+    reservation = count(rt, g.principal, estimate)
+    note_admission(reservation)
+    refuse_over(rt, g.principal, reservation)
+    return reservation
+
+
+def note_admission(reservation: TokenReservation | None) -> None:
+    """Keep an admission's counts on ``g`` for :func:`rate_limit_headers`."""
     g.token_reservation = reservation
     g.requests_counted = None if reservation is None else reservation.requests
-    if reservation is not None and not reservation.admitted:
-        raise limits.refusal(reservation, figures["rpm"], figures["tpm"])
-    return reservation
 
 
 def counted_at_admission(view: Callable[..., Any]) -> Callable[..., Any]:

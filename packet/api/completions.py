@@ -2,14 +2,14 @@
 
 from flask import Response
 
+from ..gateway import routes
 from ..limits import counted_at_admission
-from ..proxy import handle
-from ..schemas import COMPLETION
 from . import bp
+from .serving import proxied
 
 
 @bp.post("/completions")
 @counted_at_admission
 def completions() -> Response:
     """Legacy text completion, streamed as SSE when ``stream`` is true."""
-    return handle(COMPLETION, "completions", "/v1/completions")
+    return proxied(routes.COMPLETIONS)

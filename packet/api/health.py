@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from .. import store
 from ..auth import authenticate
 from ..extensions import limiter
-from ..proxy import endpoint_triples
+from ..gateway.targets import endpoint_triples
 from ..runtime import runtime
 from ..upstream.discovery import HEALTHY
 
@@ -35,7 +35,7 @@ def health() -> ResponseReturnValue:
     healthy = body["database"] == "ok" and body["limit_storage"] == "ok"
     if request.headers.get("Authorization"):
         principal = authenticate(rt.keys, rt.auth_throttle)
-        triples = endpoint_triples(rt, principal)
+        triples = endpoint_triples(rt.settings, principal)
         states = rt.discovery.states(triples)
         now = time.monotonic()
         # Labels come from the caller's own list: a shared-pool URL is never shown.

@@ -6,14 +6,14 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 
 from ..errors import ModelNotFound
-from ..proxy import endpoint_triples
+from ..gateway.targets import endpoint_triples
 from ..runtime import runtime
 from . import bp
 
 
 def _served() -> dict[str, dict[str, Any]]:
     rt = runtime()
-    states = rt.discovery.states(endpoint_triples(rt, g.principal))
+    states = rt.discovery.states(endpoint_triples(rt.settings, g.principal))
     return rt.discovery.served_models(states)
 
 

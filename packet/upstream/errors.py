@@ -7,7 +7,7 @@ import orjson
 
 class UpstreamFailure(Exception):
     """Base class. Which failures move on to another replica is decided by the proxy's
-    failover (:func:`packet.proxy._send`), by type."""
+    failover (:func:`packet.gateway.failover.send`), by type."""
 
 
 class ConnectFailed(UpstreamFailure):

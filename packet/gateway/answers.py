@@ -1,0 +1,112 @@
+"""The upstream's answer as ours: a JSON body, an SSE relay, or its error mapped."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NoReturn
+
+import orjson
+
+from .. import usage
+from ..errors import UpstreamClientError, UpstreamError
+from ..upstream.errors import error_message
+from ..upstream.relay import StreamResult, relay_sse
+from .call import NOTHING, Call
+from .inbound import Answer
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def complete(call: Call, response: Any) -> Answer:
+    """Non-streaming: pass the upstream JSON through, metering its (checked) usage."""
+    try:
+        content = response.content
+    except Exception:  # noqa: BLE001 - a body cut short is a gateway error
+        call.finish(502)
+        raise UpstreamError("The inference endpoint closed the connection mid-response.") from None
+    finally:
+        response.close()
+    try:
+        answer = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        call.finish(502)
+        raise UpstreamError() from None
+    if not isinstance(answer, dict):
+        call.finish(502)
+        raise UpstreamError()
+    used = usage.checked(
+        answer.get("usage"),
+        call.bounds,
+        counted_prompt=call.prompt_estimate,
+        counted_completion=usage.count_answer(answer),
+    )
+    call.finish(response.status_code, used, ttft=time.perf_counter())
+    return Answer(response.status_code, content)
+
+
+def stream(call: Call, response: Any, client_options: dict[str, Any]) -> Answer:
+    """Streaming: relay SSE events as they arrive; meter when the stream ends."""
+
+    call.rt.track_stream()
+
+    def finished(result: StreamResult) -> None:
+        call.rt.untrack_stream()
+        used = NOTHING
+        try:
+            # Nothing generated and no usage: the upstream never started (no prompt billed).
+            started = result.first_event_at is not None
+            used = usage.checked(
+                result.usage,
+                call.bounds,
+                counted_prompt=call.prompt_estimate if started else 0,
+                counted_completion=result.relayed_tokens,
+                floor=result.relayed_tokens,
+            )
+        finally:
+            call.finish(
+                200 if result.error is None else 502,
+                used,
+                ttft=result.first_event_at,
+                disconnected=result.disconnected,
+            )
+
+    settings = call.rt.settings
+    body = relay_sse(
+        response,
+        include_usage=bool(client_options.get("include_usage")),
+        continuous_usage=bool(client_options.get("continuous_usage_stats")),
+        keepalive=settings.keepalive_interval,
+        first_byte_timeout=settings.stream_first_byte_timeout,
+        idle_timeout=settings.stream_idle_timeout,
+        on_finish=finished,
+    )
+    if call.journal is not None:
+        progress, prompt = body.progress, call.prompt_estimate
+        call.journal.progress = lambda: (
+            prompt if progress.first_event_at is not None else 0,
+            progress.relayed_tokens,
+        )
+    return Answer(200, body, "text/event-stream", SSE_HEADERS)
+
+
+def upstream_error(call: Call, response: Any) -> NoReturn:
+    """An upstream 4xx keeps its message; 5xx and auth failures become 502."""
+    try:
+        content = response.content
+    except Exception:  # noqa: BLE001
+        content = b""
+    finally:
+        response.close()
+    status = response.status_code
+    call.finish(status)
+    message, param = error_message(content)
+    if status in (401, 403):
+        raise UpstreamError(
+            "The inference endpoint rejected the gateway's credentials; check the endpoint's "
+            "upstream key."
+        )
+    if 400 <= status < 500:
+        raise UpstreamClientError(
+            status, message or f"The inference endpoint answered {status}.", param=param
+        )
+    raise UpstreamError(f"The inference endpoint answered {status}.")

@@ -1,0 +1,89 @@
+"""One admitted call, carried to its end: the journal entry, the settlement, the usage row."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .. import observability, usage
+from ..auth import Principal
+from ..journal import OpenCall
+from ..limits import TokenReservation
+from ..metering import Hold, cost_micros
+from ..runtime import Runtime
+from ..upstream.discovery import Target
+
+NOTHING = usage.Usage(0, 0)
+
+
+@dataclass
+class Call:
+    """Everything known about one proxied request, carried to its end."""
+
+    rt: Runtime
+    principal: Principal
+    route: str
+    request_id: str
+    started: float
+    target: Target
+    stream: bool
+    hold: Hold
+    tokens: TokenReservation | None
+    prompt_estimate: int
+    bounds: usage.Bounds
+    journal: OpenCall | None = None
+    holds_endpoint: bool = False
+    done: bool = False
+
+    def begin(self) -> None:
+        """Note the call in the worker's journal, so a worker killed mid-call bills it."""
+        self.journal = self.rt.meter.begin(
+            {
+                "request_id": self.request_id,
+                "account_id": self.principal.account_id,
+                "key_id": self.principal.key_id,
+                "endpoint_url": self.target.state.label,
+                "model": self.target.model,
+                "route": self.route,
+                "stream": self.stream,
+            },
+            self.hold,
+        )
+
+    def finish(
+        self,
+        status: int,
+        used: usage.Usage = NOTHING,
+        *,
+        ttft: float | None = None,
+        disconnected: bool = False,
+    ) -> None:
+        """Release the endpoint, settle tokens and money, queue the usage row. Once."""
+        if self.done:
+            return
+        self.done = True
+        if self.holds_endpoint:
+            self.target.state.inflight -= 1
+        self.rt.limits.settle(self.tokens, used.total)
+        latency = time.perf_counter() - self.started
+        model = self.target.model
+        row = {
+            "request_id": self.request_id,
+            "account_id": self.principal.account_id,
+            "key_id": self.principal.key_id,
+            "endpoint_url": self.target.state.label,
+            "model": model,
+            "route": self.route,
+            "stream": self.stream,
+            "status": status,
+            "prompt_tokens": used.prompt,
+            "completion_tokens": used.completion,
+            "total_tokens": used.total,
+            "cost_micros": cost_micros(self.rt.settings, model, used.prompt, used.completion),
+            "ttft_ms": None if ttft is None else int((ttft - self.started) * 1000),
+            "latency_ms": int(latency * 1000),
+            "client_disconnected": disconnected,
+            "usage_source": used.source,
+        }
+        self.rt.meter.record(row, self.hold, self.journal)
+        observability.observe(self.route, status, latency, used.prompt, used.completion)
