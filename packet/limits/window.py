@@ -1,47 +1,23 @@
-"""Tier limits: requests and tokens per minute, on Flask-Limiter's storage.
-
-Both limits count in the same clock-aligned windows (``floor(now / window)``): the window is
-part of every key, so a window's reset time is known without asking the storage, both header
-families share it, and a token settlement always lands in the window that admitted the request.
-
-Flask-Limiter supplies the storage (``memory://``, Redis …) from its config; its own per-route
-hooks would resolve and parse the tier's limit string on every request and leave the headers
-one more read, so :func:`admit` does the per-account work instead. Tokens are only known when a
-request ends, which Flask-Limiter cannot see, so :class:`WindowLimits` does the part no library
-does: it counts the request and reserves an estimate of its tokens in one storage call
-(:mod:`packet.counters`), and settles the reservation to the real usage when the request ends.
-A request is admitted while the token counter is below the budget, so a concurrent burst
-overshoots by at most one reservation, and once every request has settled the counter equals
-the real usage. Completions are counted where their estimate is known (after validation and
-routing); every other /v1 request is counted before its view.
-
-:class:`StorageGuard` applies the policy when the storage (Redis) is unreachable.
-"""
+"""Requests and tokens per clock-aligned window, on Flask-Limiter's storage: admission in
+one storage call, settlement to the real usage, and the policy when the storage is down.
+No Flask here (:mod:`packet.limits.hooks` is the request side)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import gevent
-from flask import Blueprint, Response, current_app, g, request
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import Storage
 
-from .config import Settings
-from .counters import Ask, Settlement, counters_for, refused_by_storage
-from .errors import APIError, RateLimitExceeded, ServiceUnavailable
-from .runtime import runtime
-
-if TYPE_CHECKING:
-    from .auth import Principal
-    from .runtime import Runtime
+from ..config import Settings
+from ..counters import Ask, Settlement, counters_for, refused_by_storage
+from ..errors import RateLimitExceeded, ServiceUnavailable
 
 log = logging.getLogger("packet.limits")
 
@@ -56,14 +32,10 @@ def tier_figures(settings: Settings, tier: str) -> dict[str, int]:
     return settings.tiers.get(tier) or settings.tiers[settings.default_tier]
 
 
-def duration(seconds: float) -> str:
-    """OpenAI's reset format: ``6m0s``, ``1.5s``, ``250ms``."""
-    if seconds < 1:
-        return f"{max(0, int(seconds * 1000))}ms"
-    if seconds < 60:
-        return f"{round(seconds, 1):g}s"
-    minutes, rest = divmod(math.ceil(seconds), 60)
-    return f"{minutes}m{rest}s"
+@functools.cache
+def _request_item(rpm: int, window: int) -> RateLimitItem:
+    """The tier's request limit, built once per figure rather than parsed per request."""
+    return RateLimitItemPerSecond(rpm, window)
 
 
 class StorageGuard:
@@ -185,7 +157,8 @@ class WindowLimits:
         if estimate is not None:
             estimate = max(0, min(estimate, MAX_ESTIMATE))
         if not self.guard.available():
-            return self.guard.unavailable()
+            self.guard.unavailable()
+            return None
         ask = Ask(
             self._request_key(account_id, rpm, start),
             key,
@@ -204,7 +177,8 @@ class WindowLimits:
                 log.error("limit storage refused an admission: %s", exc)
                 raise ServiceUnavailable(STORAGE_REFUSED) from None
             self.guard.failed(exc)
-            return self.guard.unavailable()
+            self.guard.unavailable()
+            return None
         held = (estimate or 0) if result.admitted else 0
         return TokenReservation(
             key, held, reset_at, result.tokens, result.requests, result.admitted, not held
@@ -309,117 +283,3 @@ def retry_headers(wait: float) -> dict[str, str]:
     """Retry-After in whole seconds (rounded up) and, more precisely, retry-after-ms."""
     wait = max(wait, 0.001)
     return {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
-
-
-def request_key() -> str:
-    """The caller's request counter identity (Flask-Limiter requires a key function)."""
-    return f"account:{g.principal.account_id}/{runtime().limits.bounds()[0]}"
-
-
-@functools.cache
-def _request_item(rpm: int, window: int) -> RateLimitItem:
-    """The tier's request limit, built once per figure rather than parsed per request."""
-    return RateLimitItemPerSecond(rpm, window)
-
-
-def count(rt: Runtime, principal: Principal, estimate: int | None) -> TokenReservation | None:
-    """Count the caller's request and reserve ``estimate`` tokens (None: storage down)."""
-    figures = tier_figures(rt.settings, principal.tier)
-    return rt.limits.admit(
-        principal.account_id, rpm=figures["rpm"], tpm=figures["tpm"], estimate=estimate
-    )
-
-
-def refuse_over(rt: Runtime, principal: Principal, reservation: TokenReservation | None) -> None:
-    """The 429 when the counted request went over either limit."""
-    if reservation is not None and not reservation.admitted:
-        figures = tier_figures(rt.settings, principal.tier)
-        raise rt.limits.refusal(reservation, figures["rpm"], figures["tpm"])
-
-
-def admit(estimate: int | None) -> TokenReservation | None:
-    """:func:`count` for the current Flask request; the counts are kept on ``g`` for the
-    headers, which then need no storage read."""
-    rt = runtime()
-    reservation = count(rt, g.principal, estimate)
-    note_admission(reservation)
-    refuse_over(rt, g.principal, reservation)
-    return reservation
-
-
-def note_admission(reservation: TokenReservation | None) -> None:
-    """Keep an admission's counts on ``g`` for :func:`rate_limit_headers`."""
-    g.token_reservation = reservation
-    g.requests_counted = None if reservation is None else reservation.requests
-
-
-def counted_at_admission(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a view that calls :func:`admit` itself, with its token estimate, once it has one.
-
-    Counting the request there too makes one storage call of the two; a request that fails
-    before it gets there is counted with the headers.
-    """
-    view.counted_at_admission = True  # type: ignore[attr-defined]
-    return view
-
-
-def count_request() -> None:
-    """Count the caller's request (one counter shared by every /v1 route); 429 over the rpm."""
-    view = current_app.view_functions.get(request.endpoint or "")
-    if not getattr(view, "counted_at_admission", False):
-        admit(None)
-
-
-def rate_limit_headers(response: Response) -> Response:
-    """Both header families on every /v1 response of an authenticated caller.
-
-    The figures come from this request's own admission; a request that ended before it (bad
-    body, unknown model) is counted here, and a storage failure then only costs the headers.
-    """
-    principal = g.get("principal")
-    if principal is None:
-        return response
-    if "requests_counted" not in g:
-        with contextlib.suppress(APIError):
-            admit(None)
-    rt = runtime()
-    limits = rt.limits
-    figures = tier_figures(rt.settings, principal.tier)
-    now = limits.clock()
-    reset_at = limits.bounds(now)[1]
-    rpm, tpm = str(figures["rpm"]), figures["tpm"]
-    requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
-    requests_left = str(max(0, figures["rpm"] - requests_used))
-    tokens_used, tokens_reset = _tokens_used(limits, principal.account_id, tpm, reset_at)
-    # None of these is set before, so append (extend): update (replace) would look each up first.
-    response.headers.extend(
-        (
-            ("X-RateLimit-Limit", rpm),
-            ("X-RateLimit-Remaining", requests_left),
-            ("X-RateLimit-Reset", str(reset_at)),
-            ("x-ratelimit-limit-requests", rpm),
-            ("x-ratelimit-remaining-requests", requests_left),
-            ("x-ratelimit-reset-requests", duration(reset_at - now)),
-            ("x-ratelimit-limit-tokens", str(tpm)),
-            ("x-ratelimit-remaining-tokens", str(max(0, tpm - tokens_used))),
-            ("x-ratelimit-reset-tokens", duration(tokens_reset - now)),
-        )
-    )
-    return response
-
-
-def _tokens_used(limits: WindowLimits, account_id: int, tpm: int, reset_at: int) -> tuple[int, int]:
-    reservation: TokenReservation | None = g.get("token_reservation")
-    if reservation is not None:
-        return reservation.counter, reservation.reset_at
-    error: Any = g.get("error")
-    if isinstance(error, RateLimitExceeded) and error.type == "tokens":
-        return tpm, reset_at
-    used = limits.used(account_id)
-    return 0 if used is None else used, reset_at
-
-
-def init_blueprint(bp: Blueprint) -> None:
-    """Apply the tier limits (one request counter shared by every route) and the headers."""
-    bp.before_request(count_request)
-    bp.after_request(rate_limit_headers)

@@ -1,0 +1,119 @@
+"""The Flask side of the limits: every /v1 request counted (completions where the pipeline
+admits them), and both header families on every answer to an authenticated caller."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+
+from ..errors import APIError, RateLimitExceeded
+from ..runtime import runtime
+from .admission import count, refuse_over
+from .window import TokenReservation, WindowLimits, tier_figures
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: ``6m0s``, ``1.5s``, ``250ms``."""
+    if seconds < 1:
+        return f"{max(0, int(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{round(seconds, 1):g}s"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+def request_key() -> str:
+    """The caller's request counter identity (Flask-Limiter requires a key function)."""
+    return f"account:{g.principal.account_id}/{runtime().limits.bounds()[0]}"
+
+
+def admit(estimate: int | None) -> TokenReservation | None:
+    """:func:`count` for the current Flask request; the counts are kept on ``g`` for the
+    headers, which then need no storage read."""
+    rt = runtime()
+    reservation = count(rt, g.principal, estimate)
+    note_admission(reservation)
+    refuse_over(rt, g.principal, reservation)
+    return reservation
+
+
+def note_admission(reservation: TokenReservation | None) -> None:
+    """Keep an admission's counts on ``g`` for :func:`rate_limit_headers`."""
+    g.token_reservation = reservation
+    g.requests_counted = None if reservation is None else reservation.requests
+
+
+def counted_at_admission(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that calls :func:`admit` itself, with its token estimate, once it has one.
+
+    Counting the request there too makes one storage call of the two; a request that fails
+    before it gets there is counted with the headers.
+    """
+    view.counted_at_admission = True  # type: ignore[attr-defined]
+    return view
+
+
+def count_request() -> None:
+    """Count the caller's request (one counter shared by every /v1 route); 429 over the rpm."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not getattr(view, "counted_at_admission", False):
+        admit(None)
+
+
+def rate_limit_headers(response: Response) -> Response:
+    """Both header families on every /v1 response of an authenticated caller.
+
+    The figures come from this request's own admission; a request that ended before it (bad
+    body, unknown model) is counted here, and a storage failure then only costs the headers.
+    """
+    principal = g.get("principal")
+    if principal is None:
+        return response
+    if "requests_counted" not in g:
+        with contextlib.suppress(APIError):
+            admit(None)
+    rt = runtime()
+    limits = rt.limits
+    figures = tier_figures(rt.settings, principal.tier)
+    now = limits.clock()
+    reset_at = limits.bounds(now)[1]
+    rpm, tpm = str(figures["rpm"]), figures["tpm"]
+    requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
+    requests_left = str(max(0, figures["rpm"] - requests_used))
+    tokens_used, tokens_reset = _tokens_used(limits, principal.account_id, tpm, reset_at)
+    # None of these is set before, so append (extend): update (replace) would look each up first.
+    response.headers.extend(
+        (
+            ("X-RateLimit-Limit", rpm),
+            ("X-RateLimit-Remaining", requests_left),
+            ("X-RateLimit-Reset", str(reset_at)),
+            ("x-ratelimit-limit-requests", rpm),
+            ("x-ratelimit-remaining-requests", requests_left),
+            ("x-ratelimit-reset-requests", duration(reset_at - now)),
+            ("x-ratelimit-limit-tokens", str(tpm)),
+            ("x-ratelimit-remaining-tokens", str(max(0, tpm - tokens_used))),
+            ("x-ratelimit-reset-tokens", duration(tokens_reset - now)),
+        )
+    )
+    return response
+
+
+def _tokens_used(limits: WindowLimits, account_id: int, tpm: int, reset_at: int) -> tuple[int, int]:
+    reservation: TokenReservation | None = g.get("token_reservation")
+    if reservation is not None:
+        return reservation.counter, reservation.reset_at
+    error: Any = g.get("error")
+    if isinstance(error, RateLimitExceeded) and error.type == "tokens":
+        return tpm, reset_at
+    used = limits.used(account_id)
+    return 0 if used is None else used, reset_at
+
+
+def init_blueprint(bp: Blueprint) -> None:
+    """Apply the tier limits (one request counter shared by every route) and the headers."""
+    bp.before_request(count_request)
+    bp.after_request(rate_limit_headers)
