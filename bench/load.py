@@ -45,7 +45,9 @@ def _connect(job: dict[str, Any]) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(job["host"], job["port"], timeout=job["socket_timeout"])
 
 
-def _one(conn: http.client.HTTPConnection, job: dict[str, Any], payload: bytes, tally: Tally):
+def _one(
+    conn: http.client.HTTPConnection, job: dict[str, Any], payload: bytes, tally: Tally
+) -> bool:
     """Send one request and read the whole answer; returns False when the connection is spent."""
     began = time.perf_counter()
     conn.request("POST", job["path"], payload, job["headers"])

@@ -19,6 +19,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -51,10 +52,12 @@ def worker_cpu(master_pid: int) -> float:
     return total
 
 
-def run(launcher: Launcher, database: Database, sim_url: str, env: dict, n: int, c: int) -> float:
-    gateway = launcher.gateway(database, upstreams=[sim_url], PACKET_TIERS=TIERS, **env)
+def run(
+    launcher: Launcher, database: Database, sim_url: str, env: dict[str, str], n: int, c: int
+) -> float:
+    gateway = launcher.gateway(database, upstreams=[sim_url], workers=1, PACKET_TIERS=TIERS, **env)
     _, key = database.account(tier="bench", balance_micros=10**12)
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     session = requests.Session()
     headers = {"Authorization": f"Bearer {key}"}
     url = f"{gateway.url}/v1/chat/completions"

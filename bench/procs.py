@@ -57,6 +57,8 @@ def base_env(**overrides: str) -> dict[str, str]:
 class Child:
     """One child process with its log, optionally pinned to a core."""
 
+    proc: subprocess.Popen[Any]  # bytes for the servers, text for the load generator
+
     def __init__(
         self, name: str, args: list[str], env: dict[str, str], folder: Path, core: str | None
     ) -> None:
@@ -156,6 +158,8 @@ def rss_bytes(pid: int) -> int:
 
 class LoadGenerator(Child):
     """``bench.load`` kept running; one job per line in, one result per line out."""
+
+    proc: subprocess.Popen[str]
 
     def __init__(self, folder: Path) -> None:
         self.name = "load"

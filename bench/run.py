@@ -19,6 +19,7 @@ venv, gets the same load as a fourth target on the gateway's core (see ``bench/l
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -243,7 +244,8 @@ class Bench:
         ramp: float = 0.0,
     ) -> dict[str, Any]:
         """Run one job against ``target``; add the worker's CPU (and peak RSS) over the job."""
-        assert self.load is not None
+        load = self.load
+        assert load is not None
         body: dict[str, Any] = {"model": MODEL, "messages": PROMPT, "max_tokens": tokens}
         if stream:
             body |= {"stream": True, "x_sim_token_delay": delay}
@@ -263,12 +265,10 @@ class Bench:
         pid = target.pid
         before, rss_before = _read(cpu_seconds, pid), _read(rss_bytes, pid)
         if sample_rss and rss_before is not None:
-            result, peak = _sampling_peak(
-                lambda: self.load.run(job), lambda: _read(rss_bytes, pid) or 0
-            )
+            result, peak = _sampling_peak(lambda: load.run(job), lambda: _read(rss_bytes, pid) or 0)
             result["rss_per_stream"] = (peak - rss_before) / max(1, concurrency)
         else:
-            result = self.load.run(job)
+            result = load.run(job)
         after = _read(cpu_seconds, pid)
         if before is not None and after is not None:
             result["cpu"] = after - before
@@ -280,8 +280,8 @@ class Bench:
         p = self.plan
         phases: dict[str, Callable[[Target], dict[str, Any]]] = {}
         for c in (1, 16, 64):
-            phases[f"nonstream_c{c}"] = lambda t, c=c: self.measure(
-                t,
+            phases[f"nonstream_c{c}"] = functools.partial(
+                self.measure,
                 stream=False,
                 concurrency=c,
                 count=p.requests // 3 if c == 1 else p.requests,
@@ -369,10 +369,12 @@ def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key, first in results[0].items():
         values = [r.get(key) for r in results]
-        if isinstance(first, dict) and all(isinstance(v, dict) for v in values):
-            merged[key] = median_result(values)
-        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            merged[key] = (max if key == "rss_per_stream" else statistics.median)(values)
+        dicts = [v for v in values if isinstance(v, dict)]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if isinstance(first, dict) and len(dicts) == len(values):
+            merged[key] = median_result(dicts)
+        elif len(numbers) == len(values):
+            merged[key] = max(numbers) if key == "rss_per_stream" else statistics.median(numbers)
         else:
             merged[key] = first
     return merged
@@ -393,7 +395,9 @@ def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _sampling_peak(job: Callable[[], dict[str, Any]], probe: Callable[[], int]):
+def _sampling_peak(
+    job: Callable[[], dict[str, Any]], probe: Callable[[], int]
+) -> tuple[dict[str, Any], int]:
     """Run ``job`` in a thread while sampling ``probe`` every 0.2 s; (result, peak sample)."""
     box: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: box.update(result=job()), daemon=True)

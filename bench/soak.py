@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -32,7 +33,7 @@ BALANCE = 10**12
 MAX_REQUESTS = 1_000_000  # a bound on top of the time bound
 
 
-def plan(i: int) -> tuple[str, dict] | tuple[str, dict, int]:
+def plan(i: int) -> tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], int]:
     """Mostly :func:`helpers.mixed`; every 10th a dropped stream, every 25th a bad body."""
     if i % 25 == 7:
         return "/v1/chat/completions", {"messages": "not a list"}
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         load.start()
         time.sleep(min(20.0, seconds / 10))  # warmed up: pools, caches, the first leases
         rss = [(len(load.results), memory(gateway.proc.pid))]
-        seen: dict[str, dict] = {}  # the simulator keeps only its latest 20,000 requests
+        seen: dict[str, dict[str, Any]] = {}  # the simulator keeps only its latest 20,000 requests
         while time.monotonic() - load.started < seconds:
             time.sleep(min(10.0, max(0.1, seconds - (time.monotonic() - load.started))))
             rss.append((len(load.results), memory(gateway.proc.pid)))

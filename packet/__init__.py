@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
 
@@ -13,6 +13,8 @@ from .config import Settings, load_settings
 # imported when an app is built.
 if TYPE_CHECKING:
     from flask import Flask
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = ["create_app"]
 
@@ -36,6 +38,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
 
 def configure(app: Flask, settings: Settings) -> None:
+    from flask.json.provider import DefaultJSONProvider
+
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
@@ -49,7 +53,8 @@ def configure(app: Flask, settings: Settings) -> None:
         },
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):  # Flask's own, the one the app uses
+        app.json.sort_keys = False
     # Paths match as sent: merging "//" would answer a 308 whose Location is built from the Host
     # header (an open redirect); an unknown path is a 404 in the envelope instead.
     app.url_map.merge_slashes = False
@@ -59,11 +64,11 @@ def configure(app: Flask, settings: Settings) -> None:
     logging.getLogger("packet").setLevel(settings.log_level)
 
 
-def _engine_options(url: str) -> dict:
+def _engine_options(url: str) -> dict[str, Any]:
     from sqlalchemy.pool import StaticPool
 
     if url.startswith("sqlite"):
-        options: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         if url in ("sqlite://", "sqlite:///:memory:"):
             options["poolclass"] = StaticPool
         return options
@@ -152,7 +157,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     app.before_request(rt.start)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -34,7 +34,7 @@ class Text(fields.String):
         return text
 
 
-class Dollars(fields.Field):
+class Dollars(fields.Field[int]):
     """A dollar amount (``25``, ``"0.50"``) loaded as integer micro-dollars."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:

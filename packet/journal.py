@@ -110,7 +110,7 @@ class Journal:
     registered: bool = False
     written_at: float = 0.0
     open: dict[int, OpenCall] = field(default_factory=dict)
-    _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def identity(self) -> WorkerRow:
         """Known only after gunicorn forked the worker, so asked for late."""

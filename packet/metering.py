@@ -97,7 +97,7 @@ class Meter:
         self._last_checkpoint = b"[]"
         self._next_sweep = 0.0
         self._lock = threading.Lock()
-        self._loop: gevent.Greenlet | None = None
+        self._loop: gevent.Greenlet[[gevent.event.Event], None] | None = None
         self.synchronous = settings.usage_flush_interval <= 0
 
     def reserve(

@@ -6,11 +6,28 @@ Money is integer micro-dollars everywhere (``*_micros``); no floats touch a bala
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy.model import Model as _FSAModel
+    from sqlalchemy import Table
+
+    from .extensions import Base
+
+    # mypy cannot take an attribute (``db.Model``) as a base class. At run time ``db.Model``
+    # is built from Base (its metadata and registry) plus Flask-SQLAlchemy's Model mixin.
+    # Every table here is declared with __tablename__, so its __table__ is a Table.
+    class Model(Base, _FSAModel):
+        __abstract__ = True
+        __table__: ClassVar[Table]
+
+else:
+    Model = db.Model
 
 
 def utcnow() -> datetime:
@@ -18,7 +35,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Account(db.Model):
+class Account(Model):
     __tablename__ = "accounts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -32,7 +49,7 @@ class Account(db.Model):
     endpoints: Mapped[list[Endpoint]] = relationship(back_populates="account")
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -49,7 +66,7 @@ class ApiKey(db.Model):
     account: Mapped[Account] = relationship(back_populates="keys")
 
 
-class Endpoint(db.Model):
+class Endpoint(Model):
     __tablename__ = "endpoints"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -63,7 +80,7 @@ class Endpoint(db.Model):
     account: Mapped[Account] = relationship(back_populates="endpoints")
 
 
-class UsageRecord(db.Model):
+class UsageRecord(Model):
     """One row per proxied request; small fixed-width columns only, no bodies."""
 
     __tablename__ = "usage_records"
@@ -90,7 +107,7 @@ class UsageRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class MeterWorker(db.Model):
+class MeterWorker(Model):
     """A gateway worker's journal (see packet.journal): who it is, when it last wrote, and a
     checkpoint of its long calls (JSON), so a live worker can settle for it if it dies."""
 
@@ -104,7 +121,7 @@ class MeterWorker(db.Model):
     calls: Mapped[str] = mapped_column(Text, default="[]")
 
 
-class WorkerLease(db.Model):
+class WorkerLease(Model):
     """Balance a worker has leased and not yet given back or billed, per account."""
 
     __tablename__ = "worker_leases"

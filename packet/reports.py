@@ -113,7 +113,7 @@ def usage_report(rows: Iterable[UsageRow]) -> dict[str, Any]:
 
 
 def _group(rows: list[dict[str, Any]], *by: str) -> list[dict[str, Any]]:
-    groups: dict[tuple, dict[str, Any]] = {}
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         ident = tuple(row[name] for name in by)
         group = groups.setdefault(

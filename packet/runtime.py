@@ -11,7 +11,7 @@ import atexit
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from flask import current_app
@@ -37,7 +37,7 @@ class Runtime:
     meter: Meter
     auth_throttle: AuthThrottle
     started: bool = field(default=False)
-    streams: weakref.WeakSet = field(default_factory=weakref.WeakSet)
+    streams: weakref.WeakSet[gevent.Greenlet[..., Any]] = field(default_factory=weakref.WeakSet)
 
     def start(self) -> None:
         """Start background work once per process (idempotent, cheap to call)."""
@@ -54,7 +54,9 @@ class Runtime:
             self.streams.add(current)
 
     def untrack_stream(self) -> None:
-        self.streams.discard(gevent.getcurrent())
+        current = gevent.getcurrent()
+        if isinstance(current, gevent.Greenlet):  # only greenlets are tracked
+            self.streams.discard(current)
 
     def end_streams(self, timeout: float = 2.0) -> None:
         """Stop every open stream; each one's relay meters what it sent before it ends."""

@@ -21,7 +21,7 @@ MAX_TOKENS = 2**31 - 1
 _INT64 = 2**63
 
 
-class StrictBool(fields.Field):
+class StrictBool(fields.Field[bool]):
     """Only JSON ``true``/``false`` (marshmallow's Boolean also takes ``"yes"``)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
@@ -30,7 +30,7 @@ class StrictBool(fields.Field):
         return value
 
 
-class StrictNumber(fields.Field):
+class StrictNumber(fields.Field[float]):
     """A JSON number (not a string, not a boolean, not NaN) within optional bounds."""
 
     def __init__(
@@ -68,7 +68,7 @@ def _num(minimum: float, maximum: float) -> StrictNumber:
     return StrictNumber(minimum=minimum, maximum=maximum, allow_none=True)
 
 
-class StopField(fields.Field):
+class StopField(fields.Field[str | list[str]]):
     """``stop``: a string or a list of at most four strings."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -82,7 +82,7 @@ class StopField(fields.Field):
         raise ValidationError("Must be a string or a list of at most 4 strings.")
 
 
-class ContentField(fields.Field):
+class ContentField(fields.Field[str | list[dict[str, Any]] | None]):
     """Message content: a string, a list of content parts, or null (assistant tool calls)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -108,7 +108,7 @@ class ContentField(fields.Field):
         return value
 
 
-class PromptField(fields.Field):
+class PromptField(fields.Field[str | list[str] | list[int] | list[list[int]]]):
     """``prompt``: a string, a list of strings, a token list, or a list of token lists."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -132,7 +132,7 @@ def _is_token_list(value: Any) -> bool:
     )
 
 
-class ToolChoiceField(fields.Field):
+class ToolChoiceField(fields.Field[str | dict[str, Any]]):
     """``tool_choice``: "none" | "auto" | "required" | {"type": "function", "function": {name}}."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -197,7 +197,7 @@ def _plain_message(message: Any) -> bool:
     return role != "tool" or bool(message.get("tool_call_id"))
 
 
-class Messages(fields.List):
+class Messages(fields.List[dict[str, Any]]):
     """Chat messages. The common ones (text content, no tool calls) are checked in plain Python,
     far cheaper than the nested schema per message; a list with any other message goes through
     the schema, which owns every error message."""

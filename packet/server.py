@@ -36,9 +36,10 @@ _READABLE = 1  # READ, in gevent's loops (libev and libuv alike)
 _UNTIMED = contextlib.nullcontext()
 
 # Faults gunicorn finds in the app's answer or its own configuration: a 500, like any bug.
+# (types-gunicorn 26.2 predates these two, added in gunicorn 27.)
 _SERVER_FAULTS = (
-    http.InvalidResponseHeader,
-    http.InvalidResponseHeaderName,
+    http.InvalidResponseHeader,  # type: ignore[attr-defined]
+    http.InvalidResponseHeaderName,  # type: ignore[attr-defined]
     http.ConfigurationProblem,
 )
 # The client's faults, first match wins: (exceptions, status, code, message).
@@ -180,11 +181,16 @@ class GeventWorker(ggevent.GeventWorker):
             head.close()
             del self.heads[client]
 
-    def timeout_ctx(self) -> contextlib.nullcontext[None]:
+    # types-gunicorn says timeout_ctx returns None; gunicorn enters it as a context manager
+    # (GeventWorker returns a gevent.Timeout).
+    def timeout_ctx(self) -> contextlib.nullcontext[None]:  # type: ignore[override]
         """No timer of gunicorn's around reading a request: the connection's RequestHead."""
         return _UNTIMED
 
-    def handle_request(self, listener_name: Any, req: Any, sock: socket.socket, addr: Any) -> None:
+    # types-gunicorn says bool; GeventWorker.handle_request returns None (no caller reads it).
+    def handle_request(  # type: ignore[override]
+        self, listener_name: Any, req: Any, sock: socket.socket, addr: Any
+    ) -> None:
         head = self.heads[sock]
         head.disarm()  # the head is in; reading the body is the app's to bound
         try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, Update, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
@@ -30,6 +30,12 @@ def _upsert(model: Any, values: dict[str, Any], keys: list[str], set_: dict[str,
     return statement.on_conflict_do_update(index_elements=keys, set_=set_)
 
 
+def _updated(statement: Update) -> int:
+    """Run an UPDATE; the number of rows it matched. (``Session.execute`` is typed as returning
+    a ``Result``; for DML it is a ``CursorResult``, which carries the row count.)"""
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
+
+
 def _register(worker: WorkerRow, registered: bool, calls: bytes | None = None) -> None:
     """Touch this worker's journal row; create it unless it existed and has since gone."""
     now = datetime.now(UTC)
@@ -37,10 +43,7 @@ def _register(worker: WorkerRow, registered: bool, calls: bytes | None = None) -
     if calls is not None:
         values["calls"] = calls.decode()
     if registered:
-        result = db.session.execute(
-            update(MeterWorker).where(MeterWorker.id == worker.id).values(**values)
-        )
-        if result.rowcount == 0:
+        if _updated(update(MeterWorker).where(MeterWorker.id == worker.id).values(**values)) == 0:
             raise Recovered(worker.id)
         return
     row = {
@@ -65,12 +68,12 @@ def lease_balance(
     recorded in its journal in the same transaction."""
     with _atomic():
         _register(worker, registered)
-        result = db.session.execute(
+        leased = _updated(
             update(Account)
             .where(Account.id == account_id, Account.balance_micros >= floor_micros)
             .values(balance_micros=Account.balance_micros - amount_micros)
         )
-        if result.rowcount != 1:
+        if leased != 1:
             return False
         db.session.execute(
             _upsert(

@@ -104,8 +104,9 @@ def usage_rows(
     query = query.group_by(UsageRecord.model, UsageRecord.key_id, ApiKey.prefix).order_by(
         UsageRecord.model, UsageRecord.key_id
     )
+    # PostgreSQL's SUM of an integer column is a Decimal.
     return [
-        UsageRow(*(int(v) if isinstance(v, Decimal) else v for v in row))
+        UsageRow._make(int(v) if isinstance(v, Decimal) else v for v in row)
         for row in db.session.execute(query).all()
     ]
 

@@ -91,6 +91,7 @@ class UpstreamClient:
         if prepared is None:
             request = PreparedRequest()
             request.prepare_url(url, None)
+            assert request.url is not None  # prepare_url always sets it
             if len(self._urls) >= _MAX_URLS:
                 self._urls.clear()
             prepared = self._urls[url] = request.url

@@ -51,7 +51,7 @@ class EndpointState:
     error: str | None = None
     ever_healthy: bool = False
     refused_since: float | None = None
-    probing: gevent.Greenlet | None = field(default=None, repr=False)
+    probing: gevent.Greenlet[[EndpointState], None] | None = field(default=None, repr=False)
 
     def headers(self) -> dict[str, str]:
         """Headers for this endpoint: its own upstream key, never the client's."""
@@ -92,7 +92,7 @@ class Discovery:
         self.warmup_timeout = warmup_timeout
         self._states: dict[tuple[str, str | None], EndpointState] = {}
         self._round_robin = itertools.count()
-        self._loop: gevent.Greenlet | None = None
+        self._loop: gevent.Greenlet[[], None] | None = None
 
     # --- registry -----------------------------------------------------------------------------
 

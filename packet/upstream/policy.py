@@ -30,7 +30,7 @@ import socket
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-from ..config import AddressRules, loose_ipv4
+from ..config import AddressRules, IPNetwork, loose_ipv4
 from .errors import Blocked
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -85,6 +85,15 @@ def parse_address(host: str) -> IPAddress | None:
     if loose_ipv4(host):
         return ipaddress.IPv4Address(socket.inet_aton(host))
     return None
+
+
+def _subnet_of(net: IPNetwork, other: IPNetwork) -> bool:
+    """``net`` lies inside ``other`` (never across IP versions)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(other, ipaddress.IPv4Network):
+        return net.subnet_of(other)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(other, ipaddress.IPv6Network):
+        return net.subnet_of(other)
+    return False
 
 
 def _unmapped(address: IPAddress) -> IPAddress:
@@ -163,13 +172,9 @@ class EndpointPolicy:
         if self.allow and not name_allowed and not any(address in a for a in self.allow.networks):
             raise Blocked(f"address {address} is not in PACKET_ENDPOINT_ALLOW")
 
-    def _inside(self, denied: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list:
+    def _inside(self, denied: IPNetwork) -> list[IPNetwork]:
         """The ALLOW networks that lie inside ``denied``."""
-        return [
-            net
-            for net in self.allow.networks
-            if net.version == denied.version and net.subnet_of(denied)  # type: ignore[arg-type]
-        ]
+        return [net for net in self.allow.networks if _subnet_of(net, denied)]
 
     @staticmethod
     def _matches(rules: AddressRules, name: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,16 @@ from ..envelope import error_body
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
-_EOF = object()
 _DRAIN_SECONDS = 0.5
+
+
+class _End:
+    """The reader's last item when the upstream closed the stream."""
+
+
+_EOF = _End()
+# What the reader greenlet hands the relay: bytes read, the error that ended reading, or _EOF.
+_Item = bytes | BaseException | _End
 
 
 @dataclass
@@ -99,7 +107,7 @@ def inspect_event(
     return event
 
 
-def _pump(raw: Any, queue: Queue, read_size: int) -> None:
+def _pump(raw: Any, queue: Queue[_Item], read_size: int) -> None:
     """Reader greenlet: move bytes from the upstream socket to the queue until EOF or error."""
     try:
         while True:
@@ -205,8 +213,8 @@ def _relay(
     first_byte_timeout: float,
     idle_timeout: float,
     read_size: int,
-) -> Iterator[bytes]:
-    queue: Queue = Queue()
+) -> Generator[bytes, None, None]:
+    queue: Queue[_Item] = Queue()
     reader = gevent.spawn(_pump, response.raw, queue, read_size)
     buffer = b""
     heard, limit = time.monotonic(), first_byte_timeout
@@ -223,7 +231,7 @@ def _relay(
                 yield PING
                 continue
             heard, limit = time.monotonic(), idle_timeout
-            if item is _EOF:
+            if isinstance(item, _End):
                 break
             if isinstance(item, BaseException):
                 raise item
@@ -288,7 +296,7 @@ def _hang_up(response: Any) -> None:
             sock.shutdown(socket.SHUT_WR)
 
 
-def _count_unsent(queue: Queue, buffer: bytes, result: StreamResult) -> None:
+def _count_unsent(queue: Queue[_Item], buffer: bytes, result: StreamResult) -> None:
     """The client left: what the upstream had already sent is metered all the same."""
     while True:
         try:
@@ -303,7 +311,7 @@ def _count_unsent(queue: Queue, buffer: bytes, result: StreamResult) -> None:
         start = end + 2
 
 
-def _close(reader: gevent.Greenlet, response: Any, drain: float) -> None:
+def _close(reader: gevent.Greenlet[..., Any], response: Any, drain: float) -> None:
     """Stop the reader (after ``drain`` seconds at most) and close the upstream response."""
     try:
         if drain:
