@@ -1,6 +1,8 @@
 """GET /health: the gateway's own readiness, and with a key the caller's endpoints too."""
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
@@ -15,7 +17,7 @@ from ..upstream.discovery import HEALTHY
 bp = Blueprint("health", __name__)
 
 
-def _check(probe) -> str:
+def _check(probe: Callable[[], object]) -> str:
     try:
         ok = probe()
     except Exception:  # noqa: BLE001 - health reports, it never raises
@@ -27,7 +29,7 @@ def _check(probe) -> str:
 def health() -> ResponseReturnValue:
     """200 when the database and limit storage answer (and, with a key, an endpoint is ready)."""
     rt = runtime()
-    body = {
+    body: dict[str, Any] = {
         "status": "ok",
         "database": _check(store.ping),
         "limit_storage": _check(limiter.storage.check),
@@ -49,7 +51,8 @@ def health() -> ResponseReturnValue:
             }
             for (_, _, label), s in zip(triples, states, strict=True)
         ]
-        body["ready"] = any(s.ready(now) for s in states)
-        healthy = healthy and body["ready"]
+        ready = any(s.ready(now) for s in states)
+        body["ready"] = ready
+        healthy = healthy and ready
     body["status"] = "ok" if healthy else "unavailable"
     return body, 200 if healthy else 503

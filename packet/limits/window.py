@@ -129,7 +129,7 @@ class WindowLimits:
         self.clock = clock
         self.flush_delay = flush_delay
         self._queue: dict[str, list[int]] = {}  # token key → [delta, window reset]
-        self._flusher: gevent.Greenlet | None = None
+        self._flusher: gevent.Greenlet[[], None] | None = None
 
     def bounds(self, now: float | None = None) -> tuple[int, int]:
         """(start, reset) of the current window, in Unix seconds."""
