@@ -10,7 +10,8 @@ import orjson
 from .. import usage
 from ..errors import UpstreamClientError, UpstreamError
 from ..upstream.errors import error_message
-from ..upstream.relay import StreamResult, relay_sse
+from ..upstream.relay import relay_sse
+from ..upstream.sse import StreamResult
 from .call import NOTHING, Call
 from .inbound import Answer
 

@@ -11,17 +11,13 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
-import orjson
 from gevent.queue import Empty, Queue
 
-from ..envelope import error_body
+from .sse import DONE, PING, StreamResult, error_event, inspect_event
 
-DONE = b"data: [DONE]\n\n"
-PING = b": ping\n\n"
 _DRAIN_SECONDS = 0.5
 
 
@@ -32,79 +28,6 @@ class _End:
 _EOF = _End()
 # What the reader greenlet hands the relay: bytes read, the error that ended reading, or _EOF.
 _Item = bytes | BaseException | _End
-
-
-@dataclass
-class StreamResult:
-    """What a finished relay knows: the upstream's last usage report (as sent: the meter
-    decides whether to believe it), the tokens relayed, and how the stream ended."""
-
-    usage: Any = None
-    relayed_tokens: int = 0
-    first_event_at: float | None = None
-    done: bool = False
-    disconnected: bool = False
-    error: str | None = None
-
-
-def error_event(message: str, code: str = "upstream_error") -> bytes:
-    """An in-band SSE error, the way vLLM and the openai SDK expect it after a 200."""
-    return b"data: " + orjson.dumps(error_body(message, "server_error", code)) + b"\n\n"
-
-
-def _count_tokens(obj: dict[str, Any]) -> int:
-    """Tokens carried by one chunk, for upstreams that send no usage (one per non-empty delta)."""
-    count = 0
-    choices = obj.get("choices")
-    for choice in choices if isinstance(choices, list) else ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-        if text:
-            count += 1
-    return count
-
-
-def inspect_event(
-    event: bytes, result: StreamResult, *, include_usage: bool, continuous_usage: bool
-) -> bytes | None:
-    """Record what the event says about usage; return the bytes to relay, or None to drop it.
-
-    The gateway always asks vLLM for usage (on every chunk), so chunks are stripped back to
-    what the client asked for: no usage-only final chunk unless ``include_usage``, no per-chunk
-    usage unless ``continuous_usage``.
-    """
-    if not event.startswith(b"data:"):
-        return event
-    payload = event[5:].strip()
-    if payload == b"[DONE]":
-        result.done = True
-        return event
-    try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return event
-    if not isinstance(obj, dict):
-        return event
-    if result.first_event_at is None:
-        result.first_event_at = time.perf_counter()
-    if obj.get("error"):
-        error = obj["error"]
-        result.error = (
-            error.get("message", "upstream error") if isinstance(error, dict) else str(error)
-        )
-        return event
-    result.relayed_tokens += _count_tokens(obj)
-    usage = obj.get("usage")
-    if usage is not None:
-        result.usage = usage
-        if not obj.get("choices"):
-            return event if include_usage else None
-        if not continuous_usage:
-            del obj["usage"]
-            return b"data: " + orjson.dumps(obj) + b"\n\n"
-    return event
 
 
 def _pump(raw: Any, queue: Queue[_Item], read_size: int) -> None:

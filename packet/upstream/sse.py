@@ -1,0 +1,88 @@
+"""Server-Sent Events from vLLM, read as the meter needs them: usage and tokens per event,
+and events stripped back to what the client asked for. Pure bytes and dicts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..envelope import error_body
+
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+@dataclass
+class StreamResult:
+    """What a finished relay knows: the upstream's last usage report (as sent: the meter
+    decides whether to believe it), the tokens relayed, and how the stream ended."""
+
+    usage: Any = None
+    relayed_tokens: int = 0
+    first_event_at: float | None = None
+    done: bool = False
+    disconnected: bool = False
+    error: str | None = None
+
+
+def error_event(message: str, code: str = "upstream_error") -> bytes:
+    """An in-band SSE error, the way vLLM and the openai SDK expect it after a 200."""
+    return b"data: " + orjson.dumps(error_body(message, "server_error", code)) + b"\n\n"
+
+
+def count_tokens(obj: dict[str, Any]) -> int:
+    """Tokens carried by one chunk, for upstreams that send no usage (one per non-empty delta)."""
+    count = 0
+    choices = obj.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        if text:
+            count += 1
+    return count
+
+
+def inspect_event(
+    event: bytes, result: StreamResult, *, include_usage: bool, continuous_usage: bool
+) -> bytes | None:
+    """Record what the event says about usage; return the bytes to relay, or None to drop it.
+
+    The gateway always asks vLLM for usage (on every chunk), so chunks are stripped back to
+    what the client asked for: no usage-only final chunk unless ``include_usage``, no per-chunk
+    usage unless ``continuous_usage``.
+    """
+    if not event.startswith(b"data:"):
+        return event
+    payload = event[5:].strip()
+    if payload == b"[DONE]":
+        result.done = True
+        return event
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return event
+    if not isinstance(obj, dict):
+        return event
+    if result.first_event_at is None:
+        result.first_event_at = time.perf_counter()
+    if obj.get("error"):
+        error = obj["error"]
+        result.error = (
+            error.get("message", "upstream error") if isinstance(error, dict) else str(error)
+        )
+        return event
+    result.relayed_tokens += count_tokens(obj)
+    usage = obj.get("usage")
+    if usage is not None:
+        result.usage = usage
+        if not obj.get("choices"):
+            return event if include_usage else None
+        if not continuous_usage:
+            del obj["usage"]
+            return b"data: " + orjson.dumps(obj) + b"\n\n"
+    return event
