@@ -1,12 +1,13 @@
-"""The only writer of usage and balance.
+"""What requests cost: the money held at admission, the usage rows, the settlements.
 
-Admission reserves the request's maximum cost so concurrent requests cannot drive a balance far
+Requests change balances only through here (an operator's credit, ``store.credit_account``,
+is the other writer). Admission reserves the request's maximum cost so concurrent requests cannot drive a balance far
 below zero. To keep SQL off the hot path, a worker leases a block of an account's balance (the
 maximum cost of ``PACKET_BALANCE_LEASE`` requests) with one atomic ``UPDATE … WHERE balance >=
 4 × block`` and serves reservations from it in memory; the unused part goes back to the
 database with the next usage flush. A busy account's block doubles each time the worker runs
-out of it between two flushes (up to 16×) and halves at each flush, so a worker takes a lease a
-few times per flush interval whatever its request rate. Near an empty balance no block is granted and each request
+out of it between two flushes (up to 16×) and halves at each flush, so a worker takes a lease
+a few times per flush interval whatever its request rate. Near an empty balance no block is granted and each request
 reserves exactly, with ``UPDATE … WHERE balance > 0`` — so a balance never ends below −(one
 request's maximum cost), whatever the concurrency.
 
