@@ -41,13 +41,16 @@ from .observability import log_request
 log = logging.getLogger("packet.metering")
 
 
+TOKENS_PER_PRICE = 1_000_000  # prices are micro-dollars per million tokens
+
+
 def cost_micros(settings: Settings, model: str, prompt_tokens: int, completion_tokens: int) -> int:
     """Cost of a request in micro-dollars, rounded up to the next micro-dollar."""
     price = settings.price_for(model)
     numerator = (
         prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
     )
-    return -(-numerator // 1_000_000)
+    return -(-numerator // TOKENS_PER_PRICE)
 
 
 @dataclass(frozen=True)
