@@ -1,6 +1,6 @@
 """While the database is unreachable: 503 with Retry-After in the envelope (never a 500), and keys
 already seen keep working where no money is at risk (live, on a real PostgreSQL stopped and
-started: tests/test_faults_live.py)."""
+started: tests/live/test_faults.py)."""
 
 from __future__ import annotations
 

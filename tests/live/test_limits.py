@@ -18,7 +18,7 @@ import redis
 import requests
 from conftest import REDIS_URL, needs_redis
 from openai import RateLimitError
-from test_limits import RATE_HEADERS
+from unit.test_limits import RATE_HEADERS
 
 pytestmark = pytest.mark.live
 

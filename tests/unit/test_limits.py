@@ -1,6 +1,6 @@
 """Tier limits without a server: the window counters on a controlled clock (in memory and, when
 reachable, on Redis through the admission script), the storage policy, and the request limit,
-headers and 429s through Flask's test client (live: test_limits_live)."""
+headers and 429s through Flask's test client (live: tests/live/test_limits.py)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import pytest
 import requests
 from conftest import REDIS_URL, free_port, needs_redis
 from openai import RateLimitError
-from test_limits_live import LONG, fresh_window
+
+from live.test_limits import LONG, fresh_window
 
 pytestmark = pytest.mark.live
 

@@ -1,6 +1,6 @@
 """Failed key attempts per client address, without a server: the address behind trusted
 proxies, the budget and its window on a controlled clock, the storage policy, and the 429s
-through Flask's test client (live: test_auth_throttle_live)."""
+through Flask's test client (live: tests/live/test_auth_throttle.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from conftest import REDIS_URL
 from flask_migrate import upgrade
 from limits.storage import MemoryStorage, storage_from_string
-from test_limits import BrokenStorage, Clock
 
 from packet import create_app, store
 from packet.auth_throttle import AuthThrottle, client_address
@@ -19,6 +18,7 @@ from packet.config import ConfigError, load_settings
 from packet.counters import counters_for
 from packet.errors import RateLimitExceeded, ServiceUnavailable
 from packet.limits import StorageGuard
+from unit.test_limits import BrokenStorage, Clock
 
 LOCAL = [ipaddress.ip_network("127.0.0.1/32")]
 CHAIN = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8")]
