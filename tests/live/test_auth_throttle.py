@@ -8,10 +8,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import REDIS_URL, free_port, needs_redis
+from helpers import LONG, fresh_window
 from openai import RateLimitError
-
-from live.test_limits import LONG, fresh_window
+from processes import REDIS_URL, free_port, needs_redis
 
 pytestmark = pytest.mark.live
 
@@ -99,6 +98,7 @@ def test_unreachable_redis_never_throttles_nor_fails(start_gateway, sqlite_datab
         [sim.url],
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         PACKET_AUTH_FAILURES_PER_WINDOW="2",
+        health=503,  # the limit storage is down, by design
     )
     _, key = sqlite_database.account()
     assert [models(gateway, UNKNOWN).status_code for _ in range(5)] == [401] * 5

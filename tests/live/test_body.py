@@ -3,7 +3,7 @@ body over the limit, and a body trickled in (raw sockets: no client library send
 
 import orjson
 import pytest
-from conftest import raw_request, trickle
+from helpers import raw_request, trickle
 
 pytestmark = pytest.mark.live
 

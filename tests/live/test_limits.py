@@ -16,14 +16,13 @@ import orjson
 import pytest
 import redis
 import requests
-from conftest import REDIS_URL, needs_redis
+from helpers import LONG, RATE_HEADERS, fresh_window
 from openai import RateLimitError
-from unit.test_limits import RATE_HEADERS
+from processes import REDIS_URL, needs_redis
 
 pytestmark = pytest.mark.live
 
 SHORT = 4  # seconds: a window short enough to wait for its reset
-LONG = 3600  # seconds: a window no test sees reset
 TIERS = orjson.dumps(
     {
         "tiny": {"rpm": 1000, "tpm": 300},
@@ -32,13 +31,6 @@ TIERS = orjson.dumps(
         "three": {"rpm": 3, "tpm": 100000},
     }
 ).decode()
-
-
-def fresh_window(window: int, need: float) -> None:
-    """Wait, if needed, until the current clock-aligned window has ``need`` seconds left."""
-    left = window - time.time() % window
-    if left < need:
-        time.sleep(left + 0.05)
 
 
 def chat(max_tokens: int = 5, **extra) -> bytes:
@@ -325,6 +317,7 @@ def test_redis_down_at_start_and_mid_run_follows_the_policy(
         PACKET_LIMITS_FAIL_OPEN=str(fail_open).lower(),
         PACKET_LIMIT_WINDOW_SECONDS=str(LONG),
         PACKET_TIERS=TIERS,
+        health=503,  # its Redis is not started yet
     )
     _, key = sqlite_database.account(tier="three")  # 3 requests per window
     fresh_window(LONG, 60)

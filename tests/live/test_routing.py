@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import wait_for
 
 from packet import store
 
@@ -32,7 +31,7 @@ def start_sims(launcher, *models: str, extra: tuple[str, ...] = ()) -> list:
     """One simulated vLLM per model id, started in parallel."""
     sims = [launcher.sim("--model", model, *extra, wait=False) for model in models]
     for sim in sims:
-        wait_for(f"{sim.url}/health", sim.proc, sim.log)
+        sim.wait()
     return sims
 
 
@@ -124,7 +123,7 @@ def test_replicas_share_load_survive_a_kill_and_rejoin(launcher, sqlite_database
 def test_502_or_503_fails_over_and_cools_off(launcher, sqlite_database) -> None:
     sick = launcher.sim("--model", "m", "--fail-status", "503", wait=False)
     (well,) = start_sims(launcher, "m")
-    wait_for(f"{sick.url}/health", sick.proc, sick.log)
+    sick.wait()
     _, key = sqlite_database.account(endpoints=(sick.url, well.url))
     _, lone_key = sqlite_database.account(endpoints=(sick.url,))
     gateway = launcher.gateway(sqlite_database, **FAST)
@@ -159,7 +158,7 @@ def test_no_retry_after_the_first_byte(launcher, sqlite_database) -> None:
 def test_two_endpoints_serving_different_models(launcher, sqlite_database) -> None:
     zeta = launcher.sim("--model", "org/zeta", "--max-model-len", "8192", wait=False)
     (alpha,) = start_sims(launcher, "org/alpha")
-    wait_for(f"{zeta.url}/health", zeta.proc, zeta.log)
+    zeta.wait()
     _, key = sqlite_database.account(endpoints=(zeta.url, alpha.url))
     _, keyed_default = sqlite_database.account(
         endpoints=(zeta.url, alpha.url), default_model="org/zeta"
@@ -197,7 +196,7 @@ def test_two_endpoints_serving_different_models(launcher, sqlite_database) -> No
 
 
 def test_a_loading_replica_is_waited_for(launcher, sqlite_database) -> None:
-    loading = launcher.sim("--model", "m", "--loading-seconds", "2")
+    loading = launcher.sim("--model", "m", "--loading-seconds", "2", health=503)
     _, key = sqlite_database.account(endpoints=(loading.url,))
     gateway = launcher.gateway(sqlite_database, **FAST)
     started = time.monotonic()
@@ -219,7 +218,7 @@ def test_a_replica_refusing_connections_after_start_is_waited_for(
 def test_a_replica_that_never_gets_ready_gives_503_within_the_bound(
     launcher, sqlite_database
 ) -> None:
-    stuck = launcher.sim("--model", "m", "--loading-seconds", "600")
+    stuck = launcher.sim("--model", "m", "--loading-seconds", "600", health=503)
     _, key = sqlite_database.account(endpoints=(stuck.url,))
     gateway = launcher.gateway(sqlite_database, **(FAST | {"PACKET_WARMUP_TIMEOUT": "1.5"}))
     started = time.monotonic()

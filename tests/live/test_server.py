@@ -8,7 +8,7 @@ import time
 
 import orjson
 import pytest
-from conftest import raw_request, trickle
+from helpers import raw_request, trickle
 
 pytestmark = pytest.mark.live
 

@@ -146,7 +146,7 @@ def test_upstream_errors_and_midstream_failure_metered_once(launcher, database):
 
 
 def test_upstream_down_recorded_and_reservation_returned(launcher, sqlite_database):
-    from conftest import free_port
+    from processes import free_port
 
     gateway = launcher.gateway(
         sqlite_database,

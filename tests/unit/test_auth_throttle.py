@@ -8,9 +8,10 @@ import ipaddress
 import uuid
 
 import pytest
-from conftest import REDIS_URL
 from flask_migrate import upgrade
+from helpers import BrokenStorage, Clock
 from limits.storage import MemoryStorage, storage_from_string
+from processes import REDIS_URL
 
 from packet import create_app, store
 from packet.auth_throttle import AuthThrottle, client_address
@@ -18,7 +19,6 @@ from packet.config import ConfigError, load_settings
 from packet.counters import counters_for
 from packet.errors import RateLimitExceeded, ServiceUnavailable
 from packet.limits import StorageGuard
-from unit.test_limits import BrokenStorage, Clock
 
 LOCAL = [ipaddress.ip_network("127.0.0.1/32")]
 CHAIN = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8")]
