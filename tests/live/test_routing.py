@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from helpers import chat, get, until
 
 from packet import store
 
@@ -35,36 +36,8 @@ def start_sims(launcher, *models: str, extra: tuple[str, ...] = ()) -> list:
     return sims
 
 
-def chat(gateway, key: str, model: str | None = None, **extra) -> requests.Response:
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extra}
-    if model is not None:
-        body["model"] = model
-    return requests.post(
-        f"{gateway.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json=body,
-        timeout=30,
-    )
-
-
-def get(gateway, key: str, path: str) -> requests.Response:
-    return requests.get(
-        f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=30
-    )
-
-
 def served_by(*sims) -> list[int]:
     return [len(sim.requests()) for sim in sims]
-
-
-def until(predicate, timeout: float = 10.0, step: float = 0.1) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def load(gateway, key: str, clients: int, per_client: int, budget: float) -> Counter:
@@ -318,10 +291,10 @@ def test_discovery_does_not_probe_on_every_request(launcher, sqlite_database) ->
     sim = launcher.sim("--model", "m")
     _, key = sqlite_database.account(endpoints=(sim.url,))
     gateway = launcher.gateway(sqlite_database, PACKET_DISCOVERY_INTERVAL="30")
-    baseline = requests.get(f"{sim.url}/_sim/probes", timeout=5).json()
+    baseline = sim.probes()
     with ThreadPoolExecutor(10) as pool:  # ten first requests at once share one probe
         assert all(r.ok for r in pool.map(lambda _: chat(gateway, key), range(10)))
     assert all(chat(gateway, key).ok for _ in range(40))
-    probes = requests.get(f"{sim.url}/_sim/probes", timeout=5).json()
+    probes = sim.probes()
     assert probes["health"] - baseline["health"] == 1
     assert probes["models"] - baseline["models"] == 1
