@@ -11,7 +11,7 @@ LITELLM_STAMP := $(LITELLM_VENV)/.installed
 JS := tests/compat/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: run test lint format bench soak bench-litellm clean compat compat-env
+.PHONY: run test test-unit test-live lint format bench soak bench-litellm clean compat compat-env
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ run: $(STAMP)
 ## test: the whole suite (PostgreSQL/Redis parts run when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-unit: tests/unit only: Flask's test client and pure code, no process started
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## test-live: tests/live only: the real gateway and the simulated vLLM on 127.0.0.1
+test-live: $(STAMP)
+	$(BIN)/python -m pytest tests/live $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,7 +25,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from conftest import Database, Launcher, _migrated_app  # noqa: E402
+from processes import Database, Launcher, migrated_app  # noqa: E402
 
 CONFIGS = {
     "zero price": {},
@@ -85,7 +85,7 @@ def main() -> None:
     n = max(1, min(args.requests, 5000))
     folder = Path(tempfile.mkdtemp(prefix="packet-bench-"))
     url = args.database or f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:6]}.db'}"
-    database = Database("bench", url, _migrated_app(url))
+    database = Database("bench", url, migrated_app(url))
     launcher = Launcher(folder)
     try:
         sim = launcher.sim()

@@ -23,8 +23,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from conftest import Database, Launcher, _migrated_app  # noqa: E402
 from helpers import BULK, PRICES, Load, metered_against_sent, mixed  # noqa: E402
+from processes import Database, Launcher, migrated_app  # noqa: E402
 
 from bench.procs import child_pids, rss_bytes  # noqa: E402
 from packet import store  # noqa: E402
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="packet-soak-"))
     url = args.database_url or f"sqlite:///{folder / 'soak.db'}"
-    database = Database("soak", url, _migrated_app(url))
+    database = Database("soak", url, migrated_app(url))
     launcher = Launcher(folder)
     try:
         sim = launcher.sim()

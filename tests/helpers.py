@@ -1,22 +1,144 @@
-"""Helpers shared by the live tests: requests with their own id, waiting for usage rows, and
-the price arithmetic the gateway must apply."""
+"""Plain helpers shared by the tests: requests to a gateway (with their own id, or raw bytes
+no client library would send), polling with a bound, a clock moved by hand, a storage that can
+fail, and the price arithmetic the gateway must apply. The processes themselves are in
+``processes.py``, the fixtures in ``conftest.py``."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import requests
+from limits.storage import MemoryStorage
 
 from packet import store
 
 PRICES = {"PACKET_PRICE_INPUT": "100", "PACKET_PRICE_OUTPUT": "300"}  # $ per million tokens
 BULK = {"PACKET_TIERS": '{"bulk": {"rpm": 1000000, "tpm": 1000000000}}'}
 IN, OUT = 100_000_000, 300_000_000  # the prices above in micro-dollars per million
+LONG = 3600  # seconds: a limit window no test sees reset
+
+
+RATE_HEADERS = (
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
+
+# --- time ---------------------------------------------------------------------------------------
+
+
+class Clock:
+    """A clock the test moves by hand (by default 10 s into a 60 s window)."""
+
+    def __init__(self, now: float = 1_800_000_010.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def until(
+    predicate: Callable[[], Any],
+    what: str = "the condition",
+    timeout: float = 10.0,
+    step: float = 0.1,
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+def fresh_window(window: int, need: float) -> None:
+    """Wait, if needed, until the current clock-aligned window has ``need`` seconds left."""
+    left = window - time.time() % window
+    if left < need:
+        time.sleep(left + 0.05)
+
+
+class BrokenStorage(MemoryStorage):
+    """A limits storage whose calls fail while ``down`` (like Redis refusing connections)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("refused")
+
+    def incr(self, key, expiry, amount=1):
+        self._call()
+        return super().incr(key, expiry, amount)
+
+    def get(self, key):
+        self._call()
+        return super().get(key)
+
+    def check(self) -> bool:
+        self.calls += 1
+        return not self.down
+
+
+# --- requests to a gateway ----------------------------------------------------------------------
+
+
+def send(
+    gateway, key: str | None, method: str, path: str, *, headers=None, timeout=30, **kwargs
+) -> requests.Response:
+    """One request to ``gateway`` with ``key`` as the Bearer token (no Authorization if None)."""
+    headers = ({"Authorization": f"Bearer {key}"} if key else {}) | (headers or {})
+    return requests.request(
+        method, f"{gateway.url}{path}", headers=headers, timeout=timeout, **kwargs
+    )
+
+
+def get(gateway, key: str | None, path: str, **kwargs) -> requests.Response:
+    return send(gateway, key, "GET", path, **kwargs)
+
+
+def chat(gateway, key: str, model: str | None = None, **extra) -> requests.Response:
+    """A short chat completion (2 tokens), as JSON; ``extra`` fields are added to the body."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extra}
+    if model is not None:
+        body["model"] = model
+    return send(gateway, key, "POST", "/v1/chat/completions", json=body)
+
+
+def post(
+    gateway,
+    key: str,
+    data: bytes,
+    *,
+    path: str = "/v1/chat/completions",
+    content_type: str = "application/json",
+    **kwargs,
+) -> requests.Response:
+    """POST ``data`` as is (bytes whose length, the gateway's prompt estimate, the test knows)."""
+    headers = {"Content-Type": content_type}
+    return send(gateway, key, "POST", path, data=data, headers=headers, **kwargs)
 
 
 def charge(prompt: int, completion: int) -> int:
@@ -44,6 +166,19 @@ def call(
             response.content  # noqa: B018 - read it all
         assert response.headers["X-Request-ID"] == rid
         return {"id": rid, "status": response.status_code, "events": events, "body": response}
+
+
+def balance(database, name: str) -> int:
+    return database.run(store.get_account, name).balance_micros
+
+
+def settled_balance(database, name: str, initial: int, rows: list, timeout: float = 5.0) -> None:
+    """Every hold released: the balance is the initial one less what the rows cost."""
+    deadline = time.monotonic() + timeout
+    expected = initial - sum(r.cost_micros for r in rows)
+    while balance(database, name) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert balance(database, name) == expected
 
 
 def wait_rows(database, name: str, count: int, timeout: float = 20.0) -> list:
@@ -183,3 +318,92 @@ def metered_against_sent(
         "sent": sum(t["completion_tokens"] for t in truth.values()),
         "cost": sum(r.cost_micros for r in rows),
     }
+
+
+# --- raw connections: requests no client library will send ---------------------------------------
+
+
+@dataclass
+class RawAnswer:
+    """What a server sent back on one raw connection, and whether it then closed it."""
+
+    data: bytes
+    closed: bool
+    elapsed: float
+
+    @property
+    def status(self) -> int | None:
+        line = self.data.split(b"\r\n", 1)[0].split()
+        return int(line[1]) if len(line) > 1 and line[1].isdigit() else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        head = self.data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+        return {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head)}
+
+    @property
+    def body(self) -> bytes:
+        body = self.data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in self.data else b""
+        return body[: int(self.headers.get("content-length", len(body)))]
+
+
+def _read_answer(sock: socket.socket, started: float, deadline: float) -> RawAnswer:
+    """Read until the server closes the connection (or resets it) or ``deadline`` passes."""
+    data = b""
+    for _ in range(10_000):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return RawAnswer(data, False, time.monotonic() - started)
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return RawAnswer(data, True, time.monotonic() - started)
+        data += chunk
+    raise RuntimeError("the server kept sending")
+
+
+def raw_request(
+    url: str, data: bytes, *, timeout: float = 10.0, half_close: bool = False
+) -> RawAnswer:
+    """Send ``data`` as is on a new connection to ``url`` (for requests no client library will
+    send) and read until the server closes it or ``timeout`` seconds pass. ``half_close``
+    ends the sending side, as a client whose body was cut short does."""
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return _read_answer(sock, started, started + timeout)
+
+
+def trickle(url: str, head: bytes, drip: bytes, *, interval: float, limit: float) -> RawAnswer:
+    """Send ``head``, then ``drip`` one byte every ``interval`` seconds until the server answers
+    or closes the connection; give up (``closed`` false) after ``limit`` seconds."""
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    deadline = started + limit
+    with socket.create_connection((host, int(port)), timeout=limit) as sock:
+        sock.sendall(head)
+        for byte in drip:
+            sock.settimeout(interval)
+            try:
+                if sock.recv(65536, socket.MSG_PEEK):
+                    break  # an answer (or the end of the connection) is there: read it
+                return RawAnswer(b"", True, time.monotonic() - started)
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                return RawAnswer(b"", True, time.monotonic() - started)
+            if time.monotonic() >= deadline:
+                return RawAnswer(b"", False, time.monotonic() - started)
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                return RawAnswer(b"", True, time.monotonic() - started)
+        return _read_answer(sock, started, deadline)

@@ -2,18 +2,11 @@
 
 import uuid
 
-from conftest import REDIS_URL, needs_redis
+from helpers import Clock
 from limits.storage import MemoryStorage, RedisClusterStorage, storage_from_string
+from processes import REDIS_URL, needs_redis
 
 from packet.counters import Ask, Counters, RedisCounters, _ProcessStorage, counters_for
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_each_storage_gets_its_fastest_path():
@@ -25,7 +18,7 @@ def test_each_storage_gets_its_fastest_path():
 
 
 def test_process_counters_expire_a_ttl_after_creation_and_are_swept():
-    clock = Clock()
+    clock = Clock(1000.0)
     storage = _ProcessStorage(clock)
     assert storage.incr("a", 60) == 1
     clock.now += 59

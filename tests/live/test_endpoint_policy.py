@@ -8,7 +8,7 @@ endpoint works."""
 from __future__ import annotations
 
 import pytest
-import requests
+from helpers import chat, get
 
 pytestmark = pytest.mark.live
 
@@ -16,45 +16,31 @@ MODEL = "internal/secret-model"
 FAST = {"PACKET_DISCOVERY_INTERVAL": "0.5", "PACKET_CONNECT_TIMEOUT": "1"}
 
 
-def send(gateway, key: str, method: str, path: str, **kwargs) -> requests.Response:
-    headers = {"Authorization": f"Bearer {key}"}
-    return requests.request(method, f"{gateway.url}{path}", headers=headers, timeout=30, **kwargs)
-
-
-def chat(gateway, key: str, **extra) -> requests.Response:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    return send(gateway, key, "POST", "/v1/chat/completions", json=body | extra)
-
-
-def probes(sim) -> dict[str, int]:
-    return requests.get(f"{sim.url}/_sim/probes", timeout=5).json()
-
-
 def test_a_denied_endpoint_gets_the_policy_error_and_leaks_nothing(launcher, database) -> None:
     sim = launcher.sim("--model", MODEL)
     _, key = database.account(endpoints=(sim.url,))
-    before = probes(sim)
+    before = sim.probes()
     gateway = launcher.gateway(database, PACKET_ENDPOINT_DENY="127.0.0.0/8,::1", **FAST)
 
-    for response in (chat(gateway, key), chat(gateway, key, stream=True)):
+    for response in (chat(gateway, key, MODEL), chat(gateway, key, MODEL, stream=True)):
         assert response.status_code == 502
         error = response.json()["error"]
         assert error["code"] == "endpoint_blocked" and error["type"] == "server_error"
         assert "not allowed by the gateway's endpoint policy" in error["message"]
         assert "127.0.0.1" not in response.text
 
-    models = send(gateway, key, "GET", "/v1/models")
+    models = get(gateway, key, "/v1/models")
     assert models.status_code == 200 and models.json() == {"object": "list", "data": []}
     assert MODEL not in models.text
-    one = send(gateway, key, "GET", f"/v1/models/{MODEL}")
+    one = get(gateway, key, f"/v1/models/{MODEL}")
     assert one.status_code == 404 and "Available models: none" in one.json()["error"]["message"]
 
-    health = send(gateway, key, "GET", "/health")
+    health = get(gateway, key, "/health")
     assert health.status_code == 503
     (endpoint,) = health.json()["endpoints"]
     assert endpoint["status"] == "blocked" and endpoint["models"] == []
 
-    assert probes(sim) == before  # the gateway never connected to it
+    assert sim.probes() == before  # the gateway never connected to it
     assert sim.requests() == []
     assert "blocked by the endpoint policy" in gateway.output()
 
@@ -63,8 +49,8 @@ def test_the_same_endpoint_works_under_the_default_policy(launcher, database) ->
     sim = launcher.sim("--model", MODEL)
     _, key = database.account(endpoints=(sim.url,))
     gateway = launcher.gateway(database, **FAST)
-    response = chat(gateway, key)
+    response = chat(gateway, key, MODEL)
     assert response.status_code == 200, response.text
     assert response.json()["model"] == MODEL
-    assert [m["id"] for m in send(gateway, key, "GET", "/v1/models").json()["data"]] == [MODEL]
-    assert send(gateway, key, "GET", "/health").json()["endpoints"][0]["status"] == "healthy"
+    assert [m["id"] for m in get(gateway, key, "/v1/models").json()["data"]] == [MODEL]
+    assert get(gateway, key, "/health").json()["endpoints"][0]["status"] == "healthy"

@@ -8,27 +8,12 @@ import time
 
 import pytest
 import requests
-from helpers import BULK, PRICES, call, charge, wait_rows
-
-from packet import store
+from helpers import BULK, PRICES, balance, call, charge, settled_balance, wait_rows
 
 pytestmark = pytest.mark.live
 
 CHAT = "/v1/chat/completions"
 MSGS = [{"role": "user", "content": "four words of prompt"}]
-
-
-def balance(database, name: str) -> int:
-    return database.run(store.get_account, name).balance_micros
-
-
-def settled_balance(database, name: str, initial: int, rows: list) -> None:
-    """Every hold released: the balance is the initial one less what the rows cost."""
-    deadline = time.monotonic() + 5
-    expected = initial - sum(r.cost_micros for r in rows)
-    while balance(database, name) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert balance(database, name) == expected
 
 
 def test_an_overlong_request_id_poisons_nothing(launcher, database):

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import REDIS_URL, free_port, needs_redis
+from helpers import LONG, fresh_window, get
 from openai import RateLimitError
-from test_limits_live import LONG, fresh_window
+from processes import REDIS_URL, free_port, needs_redis
 
 pytestmark = pytest.mark.live
 
@@ -19,10 +19,8 @@ UNKNOWN = "pk_live_" + "Z" * 40
 
 
 def models(gateway, key: str | None, forwarded_for: str | None = None) -> requests.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    if forwarded_for:
-        headers["X-Forwarded-For"] = forwarded_for
-    return requests.get(f"{gateway.url}/v1/models", headers=headers, timeout=10)
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return get(gateway, key, "/v1/models", headers=headers)
 
 
 def assert_throttled(response: requests.Response) -> None:
@@ -49,11 +47,8 @@ def test_sixth_bad_key_is_429_and_then_a_valid_key_too(start_gateway, sqlite_dat
     assert statuses == [401] * 5 + [429]
     assert_throttled(models(gateway, UNKNOWN))
     assert_throttled(models(gateway, key))
-    health = requests.get(
-        f"{gateway.url}/health", headers={"Authorization": f"Bearer {key}"}, timeout=10
-    )
-    assert_throttled(health)
-    assert requests.get(f"{gateway.url}/health", timeout=10).status_code == 200  # no key
+    assert_throttled(get(gateway, key, "/health"))
+    assert get(gateway, None, "/health").status_code == 200  # no key
     with pytest.raises(RateLimitError) as refused:
         gateway.client(key).models.list()
     assert refused.value.code == "rate_limit_exceeded"
@@ -98,6 +93,7 @@ def test_unreachable_redis_never_throttles_nor_fails(start_gateway, sqlite_datab
         [sim.url],
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         PACKET_AUTH_FAILURES_PER_WINDOW="2",
+        health=503,  # the limit storage is down, by design
     )
     _, key = sqlite_database.account()
     assert [models(gateway, UNKNOWN).status_code for _ in range(5)] == [401] * 5

@@ -77,17 +77,20 @@ NOT_JSON = st.binary(max_size=64) | st.sampled_from([b"", b"{", b"[1,2", b'{"a":
 
 
 @pytest.fixture(scope="module")
-def live(module_launcher, _databases):
-    database = _databases["sqlite"]
-    sim = module_launcher.sim()
-    gateway = module_launcher.gateway(database, upstreams=[sim.url], **PRICES, **BULK)
-    _, key = database.account(tier="bulk", balance_micros=10**12)
+def live_env():
+    return PRICES | BULK
+
+
+@pytest.fixture(scope="module")
+def session(live):
+    """A client of the shared gateway with a key whose limits and balance never refuse."""
+    _, key = live.database.account(tier="bulk", balance_micros=10**12)
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
     # No keep-alive: an idle connection the server closes between two examples would be a
     # client-side race, not an answer.
     session.headers["Connection"] = "close"
-    return gateway, session
+    return session
 
 
 def check(answer: requests.Response) -> None:
@@ -103,10 +106,9 @@ def check(answer: requests.Response) -> None:
         assert "choices" in answer.json()
 
 
-def send(live, path: str, data: bytes) -> None:
-    gateway, session = live
+def send(live, session, path: str, data: bytes) -> None:
     headers = {"Content-Type": "application/json"}
-    check(session.post(f"{gateway.url}{path}", data=data, headers=headers, timeout=60))
+    check(session.post(f"{live.gateway.url}{path}", data=data, headers=headers, timeout=60))
 
 
 SETTINGS = settings(
@@ -118,17 +120,17 @@ SETTINGS = settings(
 
 @SETTINGS
 @given(body=CHAT)
-def test_any_chat_body(live, body):
-    send(live, "/v1/chat/completions", json.dumps(body).encode())
+def test_any_chat_body(live, session, body):
+    send(live, session, "/v1/chat/completions", json.dumps(body).encode())
 
 
 @SETTINGS
 @given(body=COMPLETION)
-def test_any_completions_body(live, body):
-    send(live, "/v1/completions", json.dumps(body).encode())
+def test_any_completions_body(live, session, body):
+    send(live, session, "/v1/completions", json.dumps(body).encode())
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=NOT_JSON, path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]))
-def test_any_bytes(live, data, path):
-    send(live, path, data)
+def test_any_bytes(live, session, data, path):
+    send(live, session, path, data)

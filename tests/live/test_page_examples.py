@@ -14,20 +14,19 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
-def processes(module_launcher, database):
-    sim = module_launcher.sim()
-    return sim, module_launcher.gateway(database, upstreams=[sim.url])
+def live_database(database):
+    return database  # each example on SQLite and, when available, PostgreSQL
 
 
 @pytest.fixture
-def live(processes, database):
-    sim, gateway = processes
-    name, key = database.account()
-    return sim, gateway, database, name, key
+def account(live):
+    """A new account on the shared gateway: (name, key)."""
+    return live.database.account()
 
 
-def test_quick_start_curl_example(live):
-    _, gateway, _, _, key = live
+def test_quick_start_curl_example(live, account):
+    gateway = live.gateway
+    _, key = account
     response = requests.post(
         f"{gateway.url}/v1/chat/completions",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
@@ -45,8 +44,9 @@ def test_quick_start_curl_example(live):
     )
 
 
-def test_python_sdk_example_with_system_prompt(live):
-    sim, gateway, _, _, key = live
+def test_python_sdk_example_with_system_prompt(live, account):
+    sim, gateway = live.sim, live.gateway
+    _, key = account
     client = OpenAI(base_url=f"{gateway.url}/v1", api_key=key)
     response = client.chat.completions.create(
         model="auto",  # Uses your deployed model
@@ -65,8 +65,9 @@ def test_python_sdk_example_with_system_prompt(live):
     assert response.usage.completion_tokens == 100
 
 
-def test_python_streaming_example(live):
-    _, gateway, _, _, key = live
+def test_python_streaming_example(live, account):
+    gateway = live.gateway
+    _, key = account
     client = OpenAI(base_url=f"{gateway.url}/v1", api_key=key)
     stream = client.chat.completions.create(
         model="simulated/vllm-demo",
@@ -81,8 +82,9 @@ def test_python_streaming_example(live):
     assert len(pieces) == 16
 
 
-def test_stream_usage_when_asked(live):
-    _, gateway, _, _, key = live
+def test_stream_usage_when_asked(live, account):
+    gateway = live.gateway
+    _, key = account
     chunks = list(
         gateway.client(key).chat.completions.create(
             model="auto",
@@ -97,8 +99,9 @@ def test_stream_usage_when_asked(live):
     assert all(c.usage is None for c in chunks[:-1])
 
 
-def test_text_completions(live):
-    _, gateway, _, _, key = live
+def test_text_completions(live, account):
+    gateway = live.gateway
+    _, key = account
     client = gateway.client(key)
     response = client.completions.create(model="auto", prompt="Hello, how are you?", max_tokens=7)
     assert response.object == "text_completion"
@@ -113,8 +116,9 @@ def test_text_completions(live):
     assert streamed == "This reply comes from"
 
 
-def test_list_and_get_models(live):
-    _, gateway, _, _, key = live
+def test_list_and_get_models(live, account):
+    gateway = live.gateway
+    _, key = account
     client = gateway.client(key)
     models = client.models.list()
     assert [m.id for m in models.data] == ["simulated/vllm-demo"]
@@ -125,8 +129,9 @@ def test_list_and_get_models(live):
     assert "simulated/vllm-demo" in info.value.message
 
 
-def test_error_handling_example_maps_statuses(live):
-    _, gateway, database, _, key = live
+def test_error_handling_example_maps_statuses(live, account):
+    gateway, database = live.gateway, live.database
+    _, key = account
     bad = OpenAI(base_url=f"{gateway.url}/v1", api_key="pk_live_" + "x" * 40, max_retries=0)
     with pytest.raises(AuthenticationError) as info:
         bad.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hello!"}])
@@ -162,8 +167,9 @@ def test_error_handling_example_maps_statuses(live):
         assert e.status_code == 400 and e.body["param"] == "temperature"
 
 
-def test_upstream_4xx_keeps_its_message(live):
-    _, gateway, _, _, key = live
+def test_upstream_4xx_keeps_its_message(live, account):
+    gateway = live.gateway
+    _, key = account
     with pytest.raises(openai.BadRequestError) as info:
         gateway.client(key).chat.completions.create(
             model="auto",
@@ -173,8 +179,9 @@ def test_upstream_4xx_keeps_its_message(live):
     assert "maximum context length is 4096 tokens" in info.value.message
 
 
-def test_client_key_never_reaches_upstream_and_request_id_flows(live):
-    sim, gateway, _, _, key = live
+def test_client_key_never_reaches_upstream_and_request_id_flows(live, account):
+    sim, gateway = live.sim, live.gateway
+    _, key = account
     response = requests.post(
         f"{gateway.url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {key}", "X-Request-ID": "trace-abc-123"},
@@ -195,8 +202,9 @@ def test_client_key_never_reaches_upstream_and_request_id_flows(live):
     assert all(r["authorization"] is None for r in seen)
 
 
-def test_vllm_extras_pass_through_untouched(live):
-    sim, gateway, _, _, key = live
+def test_vllm_extras_pass_through_untouched(live, account):
+    sim, gateway = live.sim, live.gateway
+    _, key = account
     gateway.client(key).chat.completions.create(
         model="auto",
         messages=[{"role": "user", "content": "hi"}],
@@ -213,8 +221,9 @@ def test_vllm_extras_pass_through_untouched(live):
     assert body["structured_outputs"] == {"choice": ["a", "b"]}
 
 
-def test_usage_rows_are_written(live):
-    _, gateway, database, name, key = live
+def test_usage_rows_are_written(live, account):
+    gateway, database = live.gateway, live.database
+    name, key = account
     gateway.client(key).chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "a b c"}], max_tokens=3
     )

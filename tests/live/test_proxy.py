@@ -2,30 +2,24 @@
 
 import pytest
 import requests
+from helpers import post
 
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
-def live(module_launcher, _databases):
-    database = _databases["sqlite"]
-    sim = module_launcher.sim()
-    locked = module_launcher.sim("--api-key", "upstream-secret")
-    gateway = module_launcher.gateway(database, upstreams=[sim.url], PACKET_MAX_BODY_BYTES="2000")
-    return database, sim, locked, gateway
+def live_env():
+    return {"PACKET_MAX_BODY_BYTES": "2000"}
 
 
-def post(gateway, key, data, content_type="application/json"):
-    return requests.post(
-        f"{gateway.url}/v1/chat/completions",
-        data=data,
-        timeout=10,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": content_type},
-    )
+@pytest.fixture(scope="module")
+def locked(module_launcher):
+    """A simulated vLLM that wants its own API key."""
+    return module_launcher.sim("--api-key", "upstream-secret")
 
 
 def test_oversized_body_is_413_envelope(live):
-    database, _, _, gateway = live
+    database, gateway = live.database, live.gateway
     _, key = database.account()
     response = post(
         gateway, key, b'{"messages": [{"role": "user", "content": "' + b"x" * 5000 + b'"}]}'
@@ -36,7 +30,7 @@ def test_oversized_body_is_413_envelope(live):
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"", b'"text"'])
 def test_bad_json_is_400_envelope(live, body):
-    database, sim, _, gateway = live
+    database, sim, gateway = live.database, live.sim, live.gateway
     _, key = database.account()
     before = len(sim.requests())
     response = post(gateway, key, body)
@@ -45,8 +39,8 @@ def test_bad_json_is_400_envelope(live, body):
     assert len(sim.requests()) == before
 
 
-def test_endpoint_key_is_sent_instead_of_the_clients(live):
-    database, _, locked, gateway = live
+def test_endpoint_key_is_sent_instead_of_the_clients(live, locked):
+    database, gateway = live.database, live.gateway
     _, key = database.account(endpoints=(locked.url,), upstream_key="upstream-secret")
     response = post(
         gateway, key, b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}'
@@ -57,8 +51,8 @@ def test_endpoint_key_is_sent_instead_of_the_clients(live):
     assert key not in str(locked.requests())
 
 
-def test_wrong_endpoint_key_never_leaks_and_is_not_a_client_auth_error(live):
-    database, _, locked, gateway = live
+def test_wrong_endpoint_key_never_leaks_and_is_not_a_client_auth_error(live, locked):
+    database, gateway = live.database, live.gateway
     _, key = database.account(endpoints=(locked.url,), upstream_key="wrong")
     response = post(gateway, key, b'{"messages": [{"role": "user", "content": "hi"}]}')
     assert response.status_code in (502, 503)
@@ -67,7 +61,7 @@ def test_wrong_endpoint_key_never_leaks_and_is_not_a_client_auth_error(live):
 
 
 def test_unknown_route_and_method_in_envelope(live):
-    _, _, _, gateway = live
+    gateway = live.gateway
     assert (
         requests.get(f"{gateway.url}/v1/embeddingz", timeout=5).json()["error"]["code"]
         == "not_found"

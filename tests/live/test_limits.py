@@ -16,14 +16,13 @@ import orjson
 import pytest
 import redis
 import requests
-from conftest import REDIS_URL, needs_redis
+from helpers import LONG, RATE_HEADERS, fresh_window, get, post, until
 from openai import RateLimitError
-from test_limits import RATE_HEADERS
+from processes import REDIS_URL, needs_redis
 
 pytestmark = pytest.mark.live
 
 SHORT = 4  # seconds: a window short enough to wait for its reset
-LONG = 3600  # seconds: a window no test sees reset
 TIERS = orjson.dumps(
     {
         "tiny": {"rpm": 1000, "tpm": 300},
@@ -34,14 +33,7 @@ TIERS = orjson.dumps(
 ).decode()
 
 
-def fresh_window(window: int, need: float) -> None:
-    """Wait, if needed, until the current clock-aligned window has ``need`` seconds left."""
-    left = window - time.time() % window
-    if left < need:
-        time.sleep(left + 0.05)
-
-
-def chat(max_tokens: int = 5, **extra) -> bytes:
+def chat_bytes(max_tokens: int = 5, **extra) -> bytes:
     """A chat body, serialised here so its length (the gateway's prompt estimate) is known."""
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens, **extra}
     return orjson.dumps(body)
@@ -52,21 +44,9 @@ def reservation(body: bytes, max_tokens: int) -> int:
     return len(body) // 4 + 1 + max_tokens
 
 
-def post(gateway, key: str, body: bytes, **kwargs) -> requests.Response:
-    return requests.post(
-        f"{gateway.url}/v1/chat/completions",
-        data=body,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        timeout=30,
-        **kwargs,
-    )
-
-
 def tokens_used(gateway, key: str, tpm: int) -> int:
     """The account's token counter, read from the headers of a request that reserves nothing."""
-    response = requests.get(
-        f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10
-    )
+    response = get(gateway, key, "/v1/models")
     return tpm - int(response.headers["x-ratelimit-remaining-tokens"])
 
 
@@ -76,27 +56,22 @@ def assert_rate_headers(response: requests.Response) -> None:
 
 
 @pytest.fixture(scope="module")
-def sim(module_launcher):
-    return module_launcher.sim()
-
-
-@pytest.fixture(scope="module")
-def short(module_launcher, _databases, sim):
+def short(module_launcher, _databases, module_sim):
     """A gateway whose windows last SHORT seconds."""
     return module_launcher.gateway(
         _databases["sqlite"],
-        upstreams=[sim.url],
+        upstreams=[module_sim.url],
         PACKET_LIMIT_WINDOW_SECONDS=str(SHORT),
         PACKET_TIERS=TIERS,
     )
 
 
 @pytest.fixture(scope="module")
-def long(module_launcher, _databases, sim):
+def long(module_launcher, _databases, module_sim):
     """A gateway whose windows outlast the tests."""
     return module_launcher.gateway(
         _databases["sqlite"],
-        upstreams=[sim.url],
+        upstreams=[module_sim.url],
         PACKET_LIMIT_WINDOW_SECONDS=str(LONG),
         PACKET_TIERS=TIERS,
     )
@@ -105,7 +80,7 @@ def long(module_launcher, _databases, sim):
 def test_free_tier_20_requests_then_429_and_the_sdk(short, _databases):
     _, key = _databases["sqlite"].account(tier="free")
     fresh_window(SHORT, SHORT - 0.5)
-    body = chat()
+    body = chat_bytes()
     for _ in range(20):
         response = post(short, key, body)
         assert response.status_code == 200
@@ -138,20 +113,20 @@ def test_free_tier_20_requests_then_429_and_the_sdk(short, _databases):
     assert time.monotonic() - started < SHORT + 2, "the SDK waited for Retry-After, not longer"
 
 
-def test_stream_usage_is_counted_and_spends_the_budget_until_reset(short, sim, _databases):
+def test_stream_usage_is_counted_and_spends_the_budget_until_reset(short, module_sim, _databases):
     _, key = _databases["sqlite"].account(tier="tiny")  # 300 tokens per window
     fresh_window(SHORT, SHORT - 0.5)
-    body = chat(max_tokens=100, stream=True)
+    body = chat_bytes(max_tokens=100, stream=True)
     real = 0
     for _ in range(3):
         response = post(short, key, body)
         assert response.status_code == 200 and response.content.endswith(b"data: [DONE]\n\n")
-        record = sim.request(response.headers["X-Request-ID"])
+        record = module_sim.request(response.headers["X-Request-ID"])
         real += record["prompt_tokens"] + record["completion_tokens"]
         if real < 300:
             assert tokens_used(short, key, 300) == real
     assert real >= 300
-    refused = post(short, key, chat())
+    refused = post(short, key, chat_bytes())
     assert refused.status_code == 429
     assert_rate_headers(refused)
     assert refused.json()["error"]["type"] == "tokens"
@@ -160,12 +135,12 @@ def test_stream_usage_is_counted_and_spends_the_budget_until_reset(short, sim, _
     wait = int(refused.headers["retry-after-ms"]) / 1000
     assert 0 < wait <= SHORT
     time.sleep(wait)
-    assert post(short, key, chat()).status_code == 200
+    assert post(short, key, chat_bytes()).status_code == 200
 
 
-def test_disconnected_stream_counts_what_was_generated(long, sim, _databases):
+def test_disconnected_stream_counts_what_was_generated(long, module_sim, _databases):
     _, key = _databases["sqlite"].account(tier="roomy")
-    body = chat(max_tokens=300, stream=True, x_sim_token_delay=0.02)
+    body = chat_bytes(max_tokens=300, stream=True, x_sim_token_delay=0.02)
     held = reservation(body, 300)
     received = 0
     with post(long, key, body, stream=True) as response:
@@ -176,9 +151,9 @@ def test_disconnected_stream_counts_what_was_generated(long, sim, _databases):
             if received == 10:
                 break
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not sim.request(request_id)["disconnected"]:
+    while time.monotonic() < deadline and not module_sim.request(request_id)["disconnected"]:
         time.sleep(0.05)
-    record = sim.request(request_id)
+    record = module_sim.request(request_id)
     assert record["disconnected"]
     used = tokens_used(long, key, 5000)
     while time.monotonic() < deadline and used == held:  # settles when the relay notices
@@ -188,15 +163,15 @@ def test_disconnected_stream_counts_what_was_generated(long, sim, _databases):
     assert record["prompt_tokens"] + received - 1 <= used <= generated < held
 
 
-def test_rejected_requests_consume_no_tokens(long, sim, _databases):
+def test_rejected_requests_consume_no_tokens(long, module_sim, _databases):
     database = _databases["sqlite"]
     _, key = database.account(tier="budget")
     _, broke = database.account(tier="budget", balance_micros=0)
     cases = [
-        (key, chat(max_tokens=5000), 400),  # vLLM: context length exceeded, after admission
+        (key, chat_bytes(max_tokens=5000), 400),  # vLLM: context length exceeded, after admission
         (key, b'{"messages": []}', 400),  # our validation, before admission
-        (key, chat(model="no-such-model"), 404),
-        (broke, chat(), 403),  # balance, after admission
+        (key, chat_bytes(model="no-such-model"), 404),
+        (broke, chat_bytes(), 403),  # balance, after admission
     ]
     for who, body, status in cases:
         response = post(long, who, body)
@@ -210,8 +185,8 @@ def test_rejected_requests_consume_no_tokens(long, sim, _databases):
 def burst(gateways, key: str, tpm: int) -> None:
     """Spend most of the budget, then 50 concurrent requests: the overshoot is bounded by
     one reservation, and once they have ended the counter equals the real usage."""
-    spent = post(gateways[0], key, chat(max_tokens=tpm - 304)).json()["usage"]["total_tokens"]
-    body = chat(max_tokens=50, x_sim_token_delay=0.01)
+    spent = post(gateways[0], key, chat_bytes(max_tokens=tpm - 304)).json()["usage"]["total_tokens"]
+    body = chat_bytes(max_tokens=50, x_sim_token_delay=0.01)
     with ThreadPoolExecutor(50) as pool:
         responses = list(
             pool.map(lambda i: post(gateways[i % len(gateways)], key, body), range(50))
@@ -246,46 +221,37 @@ def test_burst_against_a_nearly_spent_budget(long, _databases):
 
 
 @needs_redis
-def test_two_gateways_share_one_redis_limit(launcher, database, sim):
+def test_two_gateways_share_one_redis_limit(launcher, database, module_sim):
     shared = {
         "REDIS_URL": REDIS_URL,
         "PACKET_LIMIT_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
         "PACKET_LIMIT_WINDOW_SECONDS": str(LONG),
         "PACKET_TIERS": TIERS,
     }
-    gateways = [launcher.gateway(database, [sim.url], workers=2, **shared) for _ in range(2)]
+    gateways = [launcher.gateway(database, [module_sim.url], workers=2, **shared) for _ in range(2)]
     _, key = database.account(tier="free")
     fresh_window(LONG, 30)
-    statuses = [post(gateways[i % 2], key, chat()).status_code for i in range(30)]
+    statuses = [post(gateways[i % 2], key, chat_bytes()).status_code for i in range(30)]
     assert statuses.count(200) == 20 and statuses[20:] == [429] * 10
 
     _, key = database.account(tier="budget")
     burst(gateways, key, 1000)
 
 
-def until(predicate, what: str, timeout: float = 10.0):
-    """Poll ``predicate`` (bounded) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @needs_redis
-def test_one_redis_round_trip_per_request(launcher, sqlite_database, sim, private_redis):
+def test_one_redis_round_trip_per_request(launcher, sqlite_database, module_sim, private_redis):
     """Count, token reservation and the previous request's settlement: one script call."""
     private_redis.start()
     gateway = launcher.gateway(
         sqlite_database,
-        [sim.url],
+        [module_sim.url],
         REDIS_URL=f"redis://127.0.0.1:{private_redis.port}/0",
         PACKET_TIERS=TIERS,
     )
     _, key = sqlite_database.account(tier="budget")
-    assert post(gateway, key, chat()).status_code == 200  # connects, loads the admission script
+    assert (
+        post(gateway, key, chat_bytes()).status_code == 200
+    )  # connects, loads the admission script
     time.sleep(0.2)  # the settlement timer loads its script
     client = redis.Redis(port=private_redis.port)
 
@@ -294,7 +260,7 @@ def test_one_redis_round_trip_per_request(launcher, sqlite_database, sim, privat
         return {name: stats[name]["calls"] for name in stats}
 
     before = commands()
-    for body in (chat(), chat(stream=True, max_tokens=3)) * 5:
+    for body in (chat_bytes(), chat_bytes(stream=True, max_tokens=3)) * 5:
         assert post(gateway, key, body).status_code == 200
     models = requests.get(
         f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10
@@ -316,21 +282,22 @@ def test_one_redis_round_trip_per_request(launcher, sqlite_database, sim, privat
 @needs_redis
 @pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
 def test_redis_down_at_start_and_mid_run_follows_the_policy(
-    fail_open, launcher, sqlite_database, sim, private_redis
+    fail_open, launcher, sqlite_database, module_sim, private_redis
 ):
     gateway = launcher.gateway(
         sqlite_database,
-        [sim.url],
+        [module_sim.url],
         REDIS_URL=f"redis://127.0.0.1:{private_redis.port}/0",
         PACKET_LIMITS_FAIL_OPEN=str(fail_open).lower(),
         PACKET_LIMIT_WINDOW_SECONDS=str(LONG),
         PACKET_TIERS=TIERS,
+        health=503,  # its Redis is not started yet
     )
     _, key = sqlite_database.account(tier="three")  # 3 requests per window
     fresh_window(LONG, 60)
 
     def send() -> requests.Response:
-        return post(gateway, key, chat())
+        return post(gateway, key, chat_bytes())
 
     def degraded() -> None:
         for _ in range(5):  # more than the tier allows

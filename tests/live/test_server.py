@@ -8,7 +8,7 @@ import time
 
 import orjson
 import pytest
-from conftest import raw_request, trickle
+from helpers import raw_request, trickle
 
 pytestmark = pytest.mark.live
 
@@ -17,14 +17,11 @@ KEEPALIVE = 10  # well above READ_TIMEOUT + 5: gunicorn's own timer cannot pass 
 
 
 @pytest.fixture(scope="module")
-def gateway(module_launcher, _databases):
-    sim = module_launcher.sim()
-    return module_launcher.gateway(
-        _databases["sqlite"],
-        upstreams=[sim.url],
-        PACKET_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT),
-        GUNICORN_KEEPALIVE=str(KEEPALIVE),
-    )
+def live_env():
+    return {
+        "PACKET_REQUEST_READ_TIMEOUT": str(READ_TIMEOUT),
+        "GUNICORN_KEEPALIVE": str(KEEPALIVE),
+    }
 
 
 def assert_envelope(answer, status, code):
@@ -76,23 +73,24 @@ def assert_envelope(answer, status, code):
         ),
     ],
 )
-def test_gunicorns_own_answers_are_in_the_envelope(gateway, request_bytes, status, code):
-    answer = raw_request(gateway.url, request_bytes)
+def test_gunicorns_own_answers_are_in_the_envelope(live, request_bytes, status, code):
+    answer = raw_request(live.gateway.url, request_bytes)
     assert_envelope(answer, status, code)
     assert answer.closed
 
 
-def test_repeated_slashes_are_a_404_never_a_redirect_to_the_host(gateway):
+def test_repeated_slashes_are_a_404_never_a_redirect_to_the_host(live):
     answer = raw_request(
-        gateway.url, b"GET /v1//models HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+        live.gateway.url,
+        b"GET /v1//models HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
     )
     assert_envelope(answer, 404, "not_found")
     assert "location" not in answer.headers and b"evil.example" not in answer.data
 
 
-def test_a_trickled_request_head_is_cut_off_within_the_read_timeout(gateway):
+def test_a_trickled_request_head_is_cut_off_within_the_read_timeout(live):
     head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
-    answer = trickle(gateway.url, b"", head, interval=0.5, limit=READ_TIMEOUT + 5)
+    answer = trickle(live.gateway.url, b"", head, interval=0.5, limit=READ_TIMEOUT + 5)
     assert answer.closed, f"still open after {answer.elapsed:.1f}s"
     assert answer.data == b""  # the bytes might have been the rest of a body: no answer
 
@@ -130,8 +128,8 @@ class KeptConnection:
             return False
 
 
-def test_an_idle_kept_alive_connection_lasts_keepalive_not_the_read_timeout(gateway):
-    connection = KeptConnection(gateway.url)
+def test_an_idle_kept_alive_connection_lasts_keepalive_not_the_read_timeout(live):
+    connection = KeptConnection(live.gateway.url)
     try:
         assert connection.get("/health") == 200
         time.sleep(READ_TIMEOUT + 1)  # idle longer than the read timeout, well within keepalive

@@ -11,14 +11,13 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
-def live(module_launcher, _databases):
-    database = _databases["sqlite"]
-    sim = module_launcher.sim()
-    gateway = module_launcher.gateway(
-        database, upstreams=[sim.url], PACKET_KEEPALIVE_INTERVAL="0.2"
-    )
-    _, key = database.account()
-    return sim, gateway, key
+def live_env():
+    return {"PACKET_KEEPALIVE_INTERVAL": "0.2"}
+
+
+@pytest.fixture(scope="module")
+def key(live):
+    return live.database.account()[1]
 
 
 def post_stream(gateway, key, **body):
@@ -45,8 +44,8 @@ def events(response):
             yield "comment", line
 
 
-def test_curl_style_sse(live):
-    _, gateway, key = live
+def test_curl_style_sse(live, key):
+    gateway = live.gateway
     response = post_stream(gateway, key, max_tokens=5)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -61,8 +60,8 @@ def test_curl_style_sse(live):
     assert sum(1 for c in chunks if c["choices"][0]["delta"].get("content")) == 5
 
 
-def test_events_are_relayed_as_they_arrive(live):
-    sim, gateway, key = live
+def test_events_are_relayed_as_they_arrive(live, key):
+    sim, gateway = live.sim, live.gateway
     response = post_stream(gateway, key, max_tokens=20, x_sim_token_delay=0.1)
     stream = events(response)
     for kind, payload in stream:
@@ -75,8 +74,8 @@ def test_events_are_relayed_as_they_arrive(live):
     response.close()
 
 
-def test_client_disconnect_closes_upstream_within_a_second(live):
-    sim, gateway, key = live
+def test_client_disconnect_closes_upstream_within_a_second(live, key):
+    sim, gateway = live.sim, live.gateway
     response = post_stream(gateway, key, max_tokens=200, x_sim_token_delay=0.05)
     request_id = response.headers["X-Request-ID"]
     seen = 0
@@ -96,8 +95,8 @@ def test_client_disconnect_closes_upstream_within_a_second(live):
     assert record["completion_tokens"] < 200
 
 
-def test_mid_stream_upstream_failure_becomes_error_event(live):
-    _, gateway, key = live
+def test_mid_stream_upstream_failure_becomes_error_event(live, key):
+    gateway = live.gateway
     response = post_stream(gateway, key, max_tokens=10, x_sim_fail_after=3)
     data = [payload for kind, payload in events(response) if kind == "data"]
     assert data[-1] == b"[DONE]"
@@ -114,8 +113,8 @@ def test_mid_stream_upstream_failure_becomes_error_event(live):
             pass
 
 
-def test_keepalive_pings_during_a_silent_prefill(live):
-    _, gateway, key = live
+def test_keepalive_pings_during_a_silent_prefill(live, key):
+    gateway = live.gateway
     response = post_stream(gateway, key, max_tokens=2, x_sim_first_token_delay=1.0)
     kinds = [kind for kind, _ in events(response)]
     assert kinds[0] == "comment"
@@ -133,8 +132,8 @@ def test_keepalive_pings_during_a_silent_prefill(live):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "This reply"
 
 
-def test_completions_stream_ends_with_done(live):
-    _, gateway, key = live
+def test_completions_stream_ends_with_done(live, key):
+    gateway = live.gateway
     response = requests.post(
         f"{gateway.url}/v1/completions",
         headers={"Authorization": f"Bearer {key}"},

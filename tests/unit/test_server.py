@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
-from conftest import ROOT
 from gunicorn.http import errors as http
+from processes import ROOT
 
 from packet.server import (
     IdleConnection,

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import wait_for
+from helpers import chat, get, until
 
 from packet import store
 
@@ -32,40 +32,12 @@ def start_sims(launcher, *models: str, extra: tuple[str, ...] = ()) -> list:
     """One simulated vLLM per model id, started in parallel."""
     sims = [launcher.sim("--model", model, *extra, wait=False) for model in models]
     for sim in sims:
-        wait_for(f"{sim.url}/health", sim.proc, sim.log)
+        sim.wait()
     return sims
-
-
-def chat(gateway, key: str, model: str | None = None, **extra) -> requests.Response:
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extra}
-    if model is not None:
-        body["model"] = model
-    return requests.post(
-        f"{gateway.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json=body,
-        timeout=30,
-    )
-
-
-def get(gateway, key: str, path: str) -> requests.Response:
-    return requests.get(
-        f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=30
-    )
 
 
 def served_by(*sims) -> list[int]:
     return [len(sim.requests()) for sim in sims]
-
-
-def until(predicate, timeout: float = 10.0, step: float = 0.1) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def load(gateway, key: str, clients: int, per_client: int, budget: float) -> Counter:
@@ -124,7 +96,7 @@ def test_replicas_share_load_survive_a_kill_and_rejoin(launcher, sqlite_database
 def test_502_or_503_fails_over_and_cools_off(launcher, sqlite_database) -> None:
     sick = launcher.sim("--model", "m", "--fail-status", "503", wait=False)
     (well,) = start_sims(launcher, "m")
-    wait_for(f"{sick.url}/health", sick.proc, sick.log)
+    sick.wait()
     _, key = sqlite_database.account(endpoints=(sick.url, well.url))
     _, lone_key = sqlite_database.account(endpoints=(sick.url,))
     gateway = launcher.gateway(sqlite_database, **FAST)
@@ -159,7 +131,7 @@ def test_no_retry_after_the_first_byte(launcher, sqlite_database) -> None:
 def test_two_endpoints_serving_different_models(launcher, sqlite_database) -> None:
     zeta = launcher.sim("--model", "org/zeta", "--max-model-len", "8192", wait=False)
     (alpha,) = start_sims(launcher, "org/alpha")
-    wait_for(f"{zeta.url}/health", zeta.proc, zeta.log)
+    zeta.wait()
     _, key = sqlite_database.account(endpoints=(zeta.url, alpha.url))
     _, keyed_default = sqlite_database.account(
         endpoints=(zeta.url, alpha.url), default_model="org/zeta"
@@ -197,7 +169,7 @@ def test_two_endpoints_serving_different_models(launcher, sqlite_database) -> No
 
 
 def test_a_loading_replica_is_waited_for(launcher, sqlite_database) -> None:
-    loading = launcher.sim("--model", "m", "--loading-seconds", "2")
+    loading = launcher.sim("--model", "m", "--loading-seconds", "2", health=503)
     _, key = sqlite_database.account(endpoints=(loading.url,))
     gateway = launcher.gateway(sqlite_database, **FAST)
     started = time.monotonic()
@@ -219,7 +191,7 @@ def test_a_replica_refusing_connections_after_start_is_waited_for(
 def test_a_replica_that_never_gets_ready_gives_503_within_the_bound(
     launcher, sqlite_database
 ) -> None:
-    stuck = launcher.sim("--model", "m", "--loading-seconds", "600")
+    stuck = launcher.sim("--model", "m", "--loading-seconds", "600", health=503)
     _, key = sqlite_database.account(endpoints=(stuck.url,))
     gateway = launcher.gateway(sqlite_database, **(FAST | {"PACKET_WARMUP_TIMEOUT": "1.5"}))
     started = time.monotonic()
@@ -308,8 +280,15 @@ def test_added_and_removed_endpoints_reach_a_running_gateway(launcher, sqlite_da
     assert time.monotonic() - added < 1 + 1.5
 
     (first,) = [e for e in sqlite_database.run(store.list_endpoints, name) if e.base_url == a.url]
+    removed = time.monotonic()
     sqlite_database.run(store.remove_endpoint, name, first.id)
-    time.sleep(1.2)
+
+    def a_left_out() -> bool:
+        before = len(a.requests())
+        return all(chat(gateway, key).ok for _ in range(6)) and len(a.requests()) == before
+
+    until(a_left_out, "the removal to reach the gateway", timeout=5)
+    assert time.monotonic() - removed < 1 + 1.5
     before = len(a.requests())
     assert all(chat(gateway, key).ok for _ in range(6))
     assert len(a.requests()) == before
@@ -319,10 +298,10 @@ def test_discovery_does_not_probe_on_every_request(launcher, sqlite_database) ->
     sim = launcher.sim("--model", "m")
     _, key = sqlite_database.account(endpoints=(sim.url,))
     gateway = launcher.gateway(sqlite_database, PACKET_DISCOVERY_INTERVAL="30")
-    baseline = requests.get(f"{sim.url}/_sim/probes", timeout=5).json()
+    baseline = sim.probes()
     with ThreadPoolExecutor(10) as pool:  # ten first requests at once share one probe
         assert all(r.ok for r in pool.map(lambda _: chat(gateway, key), range(10)))
     assert all(chat(gateway, key).ok for _ in range(40))
-    probes = requests.get(f"{sim.url}/_sim/probes", timeout=5).json()
+    probes = sim.probes()
     assert probes["health"] - baseline["health"] == 1
     assert probes["models"] - baseline["models"] == 1

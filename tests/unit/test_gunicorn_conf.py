@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 
 
 class Worker:

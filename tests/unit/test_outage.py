@@ -1,10 +1,11 @@
 """While the database is unreachable: 503 with Retry-After in the envelope (never a 500), and keys
 already seen keep working where no money is at risk (live, on a real PostgreSQL stopped and
-started: tests/test_faults_live.py)."""
+started: tests/live/test_faults.py)."""
 
 from __future__ import annotations
 
 import pytest
+from helpers import Clock
 from sqlalchemy.exc import OperationalError
 
 from packet import auth, store
@@ -45,16 +46,8 @@ def test_a_database_error_that_is_not_an_outage_is_still_a_500_envelope(client, 
     assert response.status_code == 500 and response.get_json()["error"]["code"] == "internal_error"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_cached_key_outlives_its_ttl_while_the_database_is_down(app, key, monkeypatch):
-    clock = Clock()
+    clock = Clock(1000.0)
     monkeypatch.setattr(auth.time, "monotonic", clock)
     cache = KeyCache(ttl=5, stale=300)
     with app.app_context():
@@ -71,7 +64,7 @@ def test_a_cached_key_outlives_its_ttl_while_the_database_is_down(app, key, monk
 
 
 def test_without_a_stale_bound_the_outage_shows_at_once(app, key, monkeypatch):
-    clock = Clock()
+    clock = Clock(1000.0)
     monkeypatch.setattr(auth.time, "monotonic", clock)
     cache = KeyCache(ttl=5)
     with app.app_context():

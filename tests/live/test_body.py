@@ -3,7 +3,7 @@ body over the limit, and a body trickled in (raw sockets: no client library send
 
 import orjson
 import pytest
-from conftest import raw_request, trickle
+from helpers import raw_request, trickle
 
 pytestmark = pytest.mark.live
 
@@ -12,16 +12,8 @@ READ_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
-def live(module_launcher, _databases):
-    database = _databases["sqlite"]
-    sim = module_launcher.sim()
-    gateway = module_launcher.gateway(
-        database,
-        upstreams=[sim.url],
-        PACKET_MAX_BODY_BYTES=str(LIMIT),
-        PACKET_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT),
-    )
-    return database, gateway
+def live_env():
+    return {"PACKET_MAX_BODY_BYTES": str(LIMIT), "PACKET_REQUEST_READ_TIMEOUT": str(READ_TIMEOUT)}
 
 
 def head(key, framing=b"Transfer-Encoding: chunked"):
@@ -59,7 +51,7 @@ def error_code(answer, status):
     ],
 )
 def test_broken_chunked_bodies_are_400(live, body, half_close):
-    database, gateway = live
+    database, gateway = live.database, live.gateway
     _, key = database.account()
     answer = raw_request(gateway.url, head(key) + body, half_close=half_close)
     assert error_code(answer, 400) == "invalid_request"
@@ -67,14 +59,14 @@ def test_broken_chunked_bodies_are_400(live, body, half_close):
 
 
 def test_a_chunked_body_over_the_limit_is_413(live):
-    database, gateway = live
+    database, gateway = live.database, live.gateway
     _, key = database.account()
     answer = raw_request(gateway.url, head(key) + chunked(chat_body(LIMIT + 1)), timeout=5)
     assert error_code(answer, 413) == "request_too_large"
 
 
 def test_a_chunked_body_at_the_limit_is_served(live):
-    database, gateway = live
+    database, gateway = live.database, live.gateway
     _, key = database.account()
     answer = raw_request(
         gateway.url,
@@ -85,7 +77,7 @@ def test_a_chunked_body_at_the_limit_is_served(live):
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_a_trickled_body_is_408_within_the_read_timeout(live, framing):
-    database, gateway = live
+    database, gateway = live.database, live.gateway
     _, key = database.account()
     body = chat_body(200)
     if framing == "chunked":

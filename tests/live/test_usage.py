@@ -15,7 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import BULK, PRICES, call, charge, metered_against_sent, settled, wait_rows
+from helpers import (
+    BULK,
+    PRICES,
+    call,
+    charge,
+    metered_against_sent,
+    settled,
+    settled_balance,
+    until,
+    wait_rows,
+)
+from processes import free_port
 
 from packet import store
 
@@ -133,8 +144,8 @@ def test_upstream_errors_and_midstream_failure_metered_once(launcher, database):
     )
     assert (too_long["status"], unknown["status"], failing["status"]) == (400, 404, 200)
     assert b"error" in failing["events"][-2] and failing["events"][-1] == b"[DONE]"
-    rows = {r.request_id: r for r in wait_rows(database, name, 2)}
-    time.sleep(0.5)  # anything recorded twice would show up by now
+    wait_rows(database, name, 2)
+    gateway.stop(signal.SIGINT)  # its last flush: whatever it would record is recorded now
     rows = {r.request_id: r for r in database.run(store.usage_records, name)}
     assert set(rows) == {too_long["id"], failing["id"]}  # 404 on model: never admitted
     assert (rows[too_long["id"]].status, rows[too_long["id"]].total_tokens) == (400, 0)
@@ -146,8 +157,6 @@ def test_upstream_errors_and_midstream_failure_metered_once(launcher, database):
 
 
 def test_upstream_down_recorded_and_reservation_returned(launcher, sqlite_database):
-    from conftest import free_port
-
     gateway = launcher.gateway(
         sqlite_database,
         upstreams=[f"http://127.0.0.1:{free_port()}"],
@@ -163,8 +172,7 @@ def test_upstream_down_recorded_and_reservation_returned(launcher, sqlite_databa
         {"model": "m", "messages": [{"role": "user", "content": "x"}]},
     )
     assert result["status"] == 503
-    time.sleep(0.5)
-    assert sqlite_database.run(store.get_account, name).balance_micros == 1_000_000
+    settled_balance(sqlite_database, name, 1_000_000, [])
 
 
 # --- concurrency on PostgreSQL ----------------------------------------------------------------
@@ -192,9 +200,7 @@ def test_hundred_concurrent_requests_balance_exact(launcher, postgres_database):
     assert [r["status"] for r in results] == [200] * 100
     rows = wait_rows(postgres_database, name, 100)
     assert len(rows) == 100 and len({r.request_id for r in rows}) == 100
-    time.sleep(0.5)  # let every settlement land
-    final = postgres_database.run(store.get_account, name).balance_micros
-    assert final == initial - sum(r.cost_micros for r in rows)
+    settled_balance(postgres_database, name, initial, rows)
     assert all(r.cost_micros == charge(r.prompt_tokens, r.completion_tokens) > 0 for r in rows)
 
 
@@ -225,7 +231,7 @@ def test_small_balance_never_overdrawn_beyond_one_request(launcher, postgres_dat
                 pool.map(lambda i: call(gateway, key, "/v1/chat/completions", _body(i)), range(100))
             )
         rows = wait_rows(postgres_database, name, sum(r["status"] == 200 for r in results))
-        time.sleep(0.5)
+        settled_balance(postgres_database, name, initial, rows)
     finally:
         stop.set()
         watcher.join(5)
@@ -241,6 +247,11 @@ def test_small_balance_never_overdrawn_beyond_one_request(launcher, postgres_dat
 
 
 # --- shutdown ---------------------------------------------------------------------------------
+
+
+def streaming(sim, request_id: str) -> bool:
+    """Whether the simulator has begun sending tokens for ``request_id``."""
+    return any(r["request_id"] == request_id and r["completion_tokens"] for r in sim.requests())
 
 
 def test_usage_buffered_at_sigterm_is_flushed(launcher, database):
@@ -268,9 +279,8 @@ def test_usage_buffered_at_sigterm_is_flushed(launcher, database):
     # Still running at SIGTERM: the graceful stop lets it finish, then it is flushed too.
     slow_body = {"messages": msgs, "max_tokens": 30, "stream": True, "x_sim_token_delay": 0.05}
     with ThreadPoolExecutor(max_workers=1) as pool:
-        slow = pool.submit(call, gateway, key, "/v1/chat/completions", slow_body)
-        time.sleep(0.5)
-        time.sleep(0.3)
+        slow = pool.submit(call, gateway, key, "/v1/chat/completions", slow_body, rid="t-slow")
+        until(lambda: streaming(sim, "t-slow"), "the slow stream to start")
         assert database.run(store.usage_records, name) == []  # all still buffered
         gateway.stop(signal.SIGTERM)
         running = slow.result(30)
@@ -301,8 +311,8 @@ def test_stream_killed_at_graceful_timeout_is_still_metered(launcher, sqlite_dat
         "x_sim_token_delay": 0.02,
     }
     with ThreadPoolExecutor(max_workers=1) as pool:
-        stream = pool.submit(call, gateway, key, "/v1/chat/completions", body)
-        time.sleep(1.0)
+        stream = pool.submit(call, gateway, key, "/v1/chat/completions", body, rid="t-long")
+        until(lambda: streaming(sim, "t-long"), "the stream to start")
         gateway.stop(signal.SIGTERM)
         with pytest.raises(requests.RequestException):
             stream.result(30)  # the worker was stopped mid-stream
