@@ -55,7 +55,7 @@ def worker_cpu(master_pid: int) -> float:
 def run(
     launcher: Launcher, database: Database, sim_url: str, env: dict[str, str], n: int, c: int
 ) -> float:
-    gateway = launcher.gateway(database, upstreams=[sim_url], workers=1, PACKET_TIERS=TIERS, **env)
+    gateway = launcher.gateway(database, [sim_url], 1, 200, PACKET_TIERS=TIERS, **env)
     _, key = database.account(tier="bench", balance_micros=10**12)
     body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     session = requests.Session()

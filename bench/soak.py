@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sim = launcher.sim()
         extra = {"REDIS_URL": args.redis_url} if args.redis_url else {}
-        gateway = launcher.gateway(database, [sim.url], workers=2, **PRICES, **BULK, **extra)
+        gateway = launcher.gateway(database, [sim.url], 2, 200, **PRICES, **BULK, **extra)
         name, key = database.account(tier="bulk", balance_micros=BALANCE)
         seconds = args.minutes * 60
         load = Load(gateway, key, plan, threads=args.threads, count=MAX_REQUESTS, seconds=seconds)
