@@ -106,7 +106,13 @@ def test_502_or_503_fails_over_and_cools_off(launcher, sqlite_database) -> None:
 
     # Alone, the 503 is the answer (502 upstream_error); then the endpoint cools off (503).
     # The first account's request above already put it in cool-off; wait for the end of it.
-    time.sleep(1.1)
+    def cooled_down() -> bool:
+        health = requests.get(
+            f"{gateway.url}/health", headers={"Authorization": f"Bearer {lone_key}"}, timeout=5
+        ).json()
+        return health["endpoints"][0]["status"] != "cooling_off"
+
+    until(cooled_down, "the endpoint's cool-off to end", timeout=5)
     first = chat(gateway, lone_key)
     assert first.status_code == 502 and first.json()["error"]["code"] == "upstream_error"
     second = chat(gateway, lone_key)
