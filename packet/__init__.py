@@ -82,6 +82,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     from . import auth, observability
     from .auth_throttle import AuthThrottle
     from .extensions import db, limiter, migrate
+    from .gateway.owners import Owners
     from .limits import StorageGuard, WindowLimits
     from .metering import Meter
     from .runtime import Runtime
@@ -153,6 +154,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             on_quarantine=observability.USAGE_QUARANTINED.inc,
         ),
         auth_throttle=throttle,
+        owners=Owners(app),
     )
     app.before_request(rt.start)
 
@@ -180,8 +182,10 @@ def register_errorhandlers(app: Flask) -> None:
 def register_blueprints(app: Flask, settings: Settings) -> None:
     from .api import bp as v1
     from .api.health import bp as health
+    from .api.vllm import root
 
     app.register_blueprint(v1)
+    app.register_blueprint(root)
     app.register_blueprint(health)
     if settings.admin_token:
         from .admin import bp as admin

@@ -18,6 +18,7 @@ from flask import Flask, g, request
 from . import keys, store
 from .auth_throttle import AuthThrottle
 from .errors import InvalidAPIKey
+from .protocol import messages
 
 _NEGATIVE_TTL = 2.0
 _MAX_ENTRIES = 50_000
@@ -106,8 +107,11 @@ def bearer_token() -> str | None:
 
 
 def bearer_key() -> str:
-    """The caller's API key; 401 without one."""
+    """The caller's API key; 401 without one. On the Anthropic routes, ``x-api-key`` (what
+    the Anthropic SDK sends) is read too."""
     key = bearer_token()
+    if key is None and request.path.startswith(messages.PATHS):
+        key = request.headers.get("x-api-key", "").strip() or None
     if key is None:
         raise InvalidAPIKey(
             "Missing API key. Send 'Authorization: Bearer pk_live_...' with your Packet.ai key."
@@ -144,5 +148,5 @@ def init_app(app: Flask, cache: KeyCache, throttle: AuthThrottle) -> None:
 
     @app.before_request
     def _authenticate() -> None:
-        if request.blueprint == "v1":
+        if request.blueprint in ("v1", "vllm"):
             g.principal = authenticate(cache, throttle)

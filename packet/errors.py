@@ -15,10 +15,11 @@ import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .envelope import INTERNAL_ERROR, error_body
+from .protocol import messages
 from .schemas import first_error
 
 log = logging.getLogger("packet.errors")
@@ -157,8 +158,6 @@ class UpstreamClientError(APIError):
 
 def from_http_exception(exc: HTTPException) -> APIError:
     """Translate werkzeug's HTTP errors (404, 405, 413, …) into the envelope's terms."""
-    from flask import request
-
     status = exc.code or 500
     if status == 400:
         return InvalidRequest(exc.description)
@@ -205,8 +204,13 @@ def from_upstream(exc: Exception) -> APIError:
 
 
 def render(error: APIError) -> Response:
-    """The one function that turns an error into the app's HTTP response."""
-    response = Response(orjson.dumps(error.body()), status=error.code, mimetype="application/json")
+    """The one function that turns an error into the app's HTTP response: OpenAI's envelope,
+    or Anthropic's on the Anthropic routes."""
+    body, status = error.body(), error.code
+    if request.path.startswith(messages.PATHS):
+        status = messages.anthropic_status(status)
+        body = messages.error_body(status, error.message)
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
     for name, value in error.headers.items():
         response.headers[name] = value
     g.error = error

@@ -107,6 +107,20 @@ class UsageRecord(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class StoredResponse(Model):
+    """A response stored by an endpoint (Responses API): who owns it and where it lives."""
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_url: Mapped[str] = mapped_column(String(500))
+    model: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class MeterWorker(Model):
     """A gateway worker's journal (see packet.journal): who it is, when it last wrote, and a
     checkpoint of its long calls (JSON), so a live worker can settle for it if it dies."""

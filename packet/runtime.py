@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .auth import KeyCache
     from .auth_throttle import AuthThrottle
     from .config import Settings
+    from .gateway.owners import Owners
     from .limits import WindowLimits
     from .metering import Meter
     from .upstream.client import UpstreamClient
@@ -36,6 +37,7 @@ class Runtime:
     limits: WindowLimits
     meter: Meter
     auth_throttle: AuthThrottle
+    owners: Owners
     started: bool = field(default=False)
     streams: weakref.WeakSet[gevent.Greenlet[..., Any]] = field(default_factory=weakref.WeakSet)
 

@@ -60,11 +60,11 @@ class StrictNumber(fields.Field[float]):
         return value
 
 
-def _int(minimum: int | None = None, maximum: int | None = None) -> StrictNumber:
+def integer(minimum: int | None = None, maximum: int | None = None) -> StrictNumber:
     return StrictNumber(minimum=minimum, maximum=maximum, integer=True, allow_none=True)
 
 
-def _num(minimum: float, maximum: float) -> StrictNumber:
+def number(minimum: float, maximum: float) -> StrictNumber:
     return StrictNumber(minimum=minimum, maximum=maximum, allow_none=True)
 
 
@@ -146,23 +146,23 @@ class ToolChoiceField(fields.Field[str | dict[str, Any]]):
         )
 
 
-class _Open(Schema):
+class Open(Schema):
     class Meta:
         unknown = INCLUDE
 
 
-class FunctionCallSchema(_Open):
+class FunctionCallSchema(Open):
     name = fields.String(required=True)
     arguments = fields.String(required=True)
 
 
-class ToolCallSchema(_Open):
+class ToolCallSchema(Open):
     id = fields.String(required=True)
     type = fields.String(required=True, validate=validate.Equal("function"))
     function = fields.Nested(FunctionCallSchema, required=True)
 
 
-class MessageSchema(_Open):
+class MessageSchema(Open):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     content = ContentField(allow_none=True)
     name = fields.String()
@@ -211,36 +211,36 @@ class Messages(fields.List[dict[str, Any]]):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class FunctionSchema(_Open):
+class FunctionSchema(Open):
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     description = fields.String()
     parameters = fields.Dict()
     strict = StrictBool(allow_none=True)
 
 
-class ToolSchema(_Open):
+class ToolSchema(Open):
     type = fields.String(required=True, validate=validate.Equal("function"))
     function = fields.Nested(FunctionSchema, required=True)
 
 
-class StreamOptionsSchema(_Open):
+class StreamOptionsSchema(Open):
     include_usage = StrictBool(allow_none=True)
     continuous_usage_stats = StrictBool(allow_none=True)
 
 
-class _Sampling(_Open):
+class _Sampling(Open):
     """Fields shared by chat and text completions."""
 
     model = fields.String(allow_none=True)
-    max_tokens = _int(1, MAX_TOKENS)
-    max_completion_tokens = _int(1, MAX_TOKENS)
-    temperature = _num(0, 2)
-    top_p = _num(0, 1)
-    frequency_penalty = _num(-2, 2)
-    presence_penalty = _num(-2, 2)
-    n = _int(1, 128)
-    best_of = _int(1, 128)
-    seed = _int(-_INT64, _INT64 - 1)
+    max_tokens = integer(1, MAX_TOKENS)
+    max_completion_tokens = integer(1, MAX_TOKENS)
+    temperature = number(0, 2)
+    top_p = number(0, 1)
+    frequency_penalty = number(-2, 2)
+    presence_penalty = number(-2, 2)
+    n = integer(1, 128)
+    best_of = integer(1, 128)
+    seed = integer(-_INT64, _INT64 - 1)
     stream = StrictBool(allow_none=True)
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
     stop = StopField(allow_none=True)
@@ -265,14 +265,14 @@ class ChatCompletionSchema(_Sampling):
     tool_choice = ToolChoiceField(allow_none=True)
     parallel_tool_calls = StrictBool(allow_none=True)
     logprobs = StrictBool(allow_none=True)
-    top_logprobs = _int(0, 20)
+    top_logprobs = integer(0, 20)
     response_format = fields.Dict(allow_none=True)
 
 
 class CompletionSchema(_Sampling):
     prompt = PromptField(required=True)
     echo = StrictBool(allow_none=True)
-    logprobs = _int(0, 20)
+    logprobs = integer(0, 20)
     suffix = fields.String(allow_none=True)
 
 

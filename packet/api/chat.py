@@ -1,15 +1,8 @@
-"""POST /v1/chat/completions."""
-
-from flask import Response
+"""POST /v1/chat/completions and /v1/completions."""
 
 from ..gateway import routes
-from ..limits import counted_at_admission
 from . import bp
-from .serving import proxied
+from .serving import proxy
 
-
-@bp.post("/chat/completions")
-@counted_at_admission
-def chat_completions() -> Response:
-    """Chat completion, streamed as SSE when ``stream`` is true."""
-    return proxied(routes.CHAT)
+proxy(bp, "/chat/completions", routes.CHAT, "Chat completion, streamed as SSE when `stream`.")
+proxy(bp, "/completions", routes.COMPLETIONS, "Text completion, streamed as SSE when `stream`.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import orjson
@@ -11,15 +12,16 @@ from .. import usage
 from ..errors import UpstreamClientError, UpstreamError
 from ..upstream.errors import error_message
 from ..upstream.relay import relay_sse
-from ..upstream.sse import StreamResult
+from ..upstream.sse import StreamFormat, StreamResult
 from .call import NOTHING, Call
 from .inbound import Answer
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def complete(call: Call, response: Any) -> Answer:
-    """Non-streaming: pass the upstream JSON through, metering its (checked) usage."""
+def complete(call: Call, response: Any, on_id: Callable[[str], None] | None = None) -> Answer:
+    """Non-streaming: pass the upstream JSON through, metering its (checked) usage;
+    ``on_id`` hears the answer's id (a stored response is remembered before it is answered)."""
     try:
         content = response.content
     except Exception:  # noqa: BLE001 - a body cut short is a gateway error
@@ -35,17 +37,20 @@ def complete(call: Call, response: Any) -> Answer:
     if not isinstance(answer, dict):
         call.finish(502)
         raise UpstreamError()
+    estimate = call.estimate
     used = usage.checked(
-        answer.get("usage"),
-        call.bounds,
-        counted_prompt=call.prompt_estimate,
-        counted_completion=usage.count_answer(answer),
+        call.wire.usage(answer),
+        estimate.bounds,
+        counted_prompt=estimate.prompt,
+        counted_completion=call.wire.count(answer),
     )
+    if on_id is not None and isinstance(answer.get("id"), str):
+        on_id(answer["id"])
     call.finish(response.status_code, used, ttft=time.perf_counter())
     return Answer(response.status_code, content)
 
 
-def stream(call: Call, response: Any, client_options: dict[str, Any]) -> Answer:
+def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
     """Streaming: relay SSE events as they arrive; meter when the stream ends."""
 
     call.rt.track_stream()
@@ -58,8 +63,8 @@ def stream(call: Call, response: Any, client_options: dict[str, Any]) -> Answer:
             started = result.first_event_at is not None
             used = usage.checked(
                 result.usage,
-                call.bounds,
-                counted_prompt=call.prompt_estimate if started else 0,
+                call.estimate.bounds,
+                counted_prompt=call.estimate.prompt if started else 0,
                 counted_completion=result.relayed_tokens,
                 floor=result.relayed_tokens,
             )
@@ -74,15 +79,14 @@ def stream(call: Call, response: Any, client_options: dict[str, Any]) -> Answer:
     settings = call.rt.settings
     body = relay_sse(
         response,
-        include_usage=bool(client_options.get("include_usage")),
-        continuous_usage=bool(client_options.get("continuous_usage_stats")),
+        fmt,
         keepalive=settings.keepalive_interval,
         first_byte_timeout=settings.stream_first_byte_timeout,
         idle_timeout=settings.stream_idle_timeout,
         on_finish=finished,
     )
     if call.journal is not None:
-        progress, prompt = body.progress, call.prompt_estimate
+        progress, prompt = body.progress, call.estimate.prompt
         call.journal.progress = lambda: (
             prompt if progress.first_event_at is not None else 0,
             progress.relayed_tokens,

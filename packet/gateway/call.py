@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from .. import observability, usage
 from ..auth import Principal
 from ..journal import OpenCall
 from ..limits import TokenReservation
 from ..metering import Hold, cost_micros
+from ..protocol import Estimate, Wire
 from ..runtime import Runtime
 from ..upstream.discovery import Target
 
@@ -27,10 +28,11 @@ class Call:
     started: float
     target: Target
     stream: bool
+    _: KW_ONLY
     hold: Hold
     tokens: TokenReservation | None
-    prompt_estimate: int
-    bounds: usage.Bounds
+    estimate: Estimate
+    wire: Wire
     journal: OpenCall | None = None
     holds_endpoint: bool = False
     done: bool = False

@@ -28,12 +28,14 @@ def send(
     rt: Runtime,
     states: list[EndpointState],
     target: Target,
-    body: dict[str, Any],
+    body: dict[str, Any] | None,
     headers: dict[str, str],
     path: str,
+    *,
     stream: bool,
+    method: str = "POST",
 ) -> tuple[Target, requests.Response]:
-    """POST to the target; before the first byte, fail over to another ready replica.
+    """Send to the target; before the first byte, fail over to another ready replica.
 
     A connection failure or a 502/503 answer marks the endpoint down for the cool-off and the
     request goes to the next replica serving the same model, each endpoint at most once and
@@ -44,12 +46,12 @@ def send(
     the endpoint policy refuses (its name now resolves to a denied address) marks the endpoint
     blocked and moves on too; nothing was sent.
     """
-    payload = _payload(body, target.model)
+    payload = b"" if body is None else _payload(body, target.model)
     tried: list[EndpointState] = []
     while True:
         state = target.state
         url, sent_headers = f"{state.url}{path}", headers | state.headers()
-        outcome = _attempt(rt, state, url, payload, sent_headers, stream)
+        outcome = _attempt(rt, state, method, url, payload, sent_headers, stream)
         if not isinstance(outcome, _Failed):
             return target, outcome
         _note(rt, state, outcome.failure)
@@ -90,16 +92,17 @@ def _payload(body: dict[str, Any], model: str) -> bytes:
 def _attempt(
     rt: Runtime,
     state: EndpointState,
+    method: str,
     url: str,
     payload: bytes,
     headers: dict[str, str],
     stream: bool,
 ) -> requests.Response | _Failed:
-    """One POST. From here the endpoint counts the request in flight; the caller releases it
+    """One attempt. From here the endpoint counts the request in flight; the caller releases it
     (at once when it moves on, when the call finishes otherwise)."""
     state.inflight += 1
     try:
-        response = rt.client.post(url, payload, headers, stream=stream)
+        response = rt.client.send(method, url, payload, headers, stream=stream)
     except (ConnectFailed, Dropped, Blocked) as exc:
         return _Failed(exc)
     except BaseException as exc:

@@ -9,27 +9,42 @@ from marshmallow import Schema
 
 from ..auth import Principal
 from ..limits import TokenReservation
+from ..protocol import Wire
+
+OPENAI, ANTHROPIC = "openai", "anthropic"
+# How a route stands to stored responses: it makes one, or it must go where one lives.
+CREATES, FOLLOWS = "creates", "follows"
 
 
 @dataclass(frozen=True)
 class Route:
-    """One proxied route: its name in rows and metrics, the upstream path, the body schema."""
+    """One proxied route: its name in usage rows and metrics, the upstream method and path
+    (``{id}`` stands for the resource in the client's path), the body's schema (None: no
+    body), its family's wire format and error envelope, and its tie to stored responses."""
 
     name: str
     upstream_path: str
-    schema: Schema
+    schema: Schema | None
+    wire: Wire
+    family: str = OPENAI
+    method: str = "POST"
+    affinity: str | None = None
 
 
 @dataclass
 class Inbound:
-    """Who asks, what (the raw body), its id and start time; the pipeline fills in what
-    admission counted, so the caller can answer with the rate-limit headers."""
+    """Who asks, what (the raw body, the resource named in the path, the query string), its
+    id and start time;
+    the pipeline fills in what admission counted, so the caller can answer with the
+    rate-limit headers."""
 
     principal: Principal
     route: Route
     raw: bytes
     request_id: str
     started: float
+    resource: str | None = None
+    query: bytes = b""
     counted: bool = False
     admission: TokenReservation | None = None
     metered: bool = False

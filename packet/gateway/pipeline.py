@@ -1,11 +1,12 @@
-"""serve(): one completion request, from its raw body to its answer, in the order it happens.
+"""serve(): one proxied request, from its raw body to its answer, in the order it happens.
 
     validate   the body is a JSON object the route's schema accepts (400 naming ``param``)
-    route      the caller's endpoints, the model (``auto`` resolved), the replica
+    route      the caller's endpoints, the model (``auto`` resolved), the replica — or, for a
+               stored response, the endpoint that holds it (another account's id is a 404)
     admit      the request counted and its tokens reserved (429 over either limit)
     hold       its maximum cost held from the balance (403 when spent)
-    send       POST upstream, failing over between replicas before the first byte
-    answer     the JSON passed through, or the SSE relayed; metered once either way
+    send       upstream, failing over between replicas before the first byte
+    answer     the JSON passed through, or the stream relayed; metered once either way
 
 No Flask here: the caller (a view, the batch worker, the cache) brings an :class:`Inbound`
 and turns the :class:`Answer` into its own kind of response. Whatever is raised has been
@@ -15,6 +16,7 @@ undone first: the tokens settled, the hold returned, the usage row queued.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -22,16 +24,24 @@ from .. import limits, usage
 from ..errors import APIError, InvalidRequest, from_upstream, from_validation
 from ..runtime import Runtime
 from ..schemas import errors_for
+from ..upstream.discovery import EndpointState, Target
 from ..upstream.errors import UpstreamFailure
 from . import answers
 from .call import Call
 from .failover import send
-from .inbound import Answer, Inbound
+from .inbound import CREATES, FOLLOWS, Answer, Inbound
+from .owners import Owner
 from .targets import endpoint_triples, requested_model
+
+JSON_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+PLAIN_HEADERS = {"Accept-Encoding": "identity"}
 
 
 def parse(inbound: Inbound) -> dict[str, Any]:
     """The client's JSON object, validated; 400 naming the offending param otherwise."""
+    schema = inbound.route.schema
+    if schema is None:
+        return {}
     try:
         body = orjson.loads(inbound.raw)
     except orjson.JSONDecodeError:
@@ -41,73 +51,110 @@ def parse(inbound: Inbound) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    errors = errors_for(inbound.route.schema, body)
+    errors = errors_for(schema, body)
     if errors:
         raise from_validation(errors)
     return body
 
 
 def serve(rt: Runtime, inbound: Inbound) -> Answer:
-    """Serve one chat or text completion request."""
-    principal = inbound.principal
+    """Serve one request on its route."""
+    principal, route = inbound.principal, inbound.route
     body = parse(inbound)
+    owner = _followed(rt, inbound, body)
     states = rt.discovery.states(endpoint_triples(rt.settings, principal))
-    target = rt.discovery.route(states, requested_model(body), principal.default_model)
+    if owner is not None:
+        states = _holding(states, owner)
+    model = owner.model if owner is not None and route.schema is None else requested_model(body)
+    target = rt.discovery.route(states, model, principal.default_model)
 
-    stream = body.get("stream") is True
-    prompt_estimate = usage.prompt_estimate(len(inbound.raw))
+    wire = route.wire
+    stream = wire.stream is not None and body.get("stream") is True
     context = usage.context_length(
         target.state.models.get(target.model), rt.settings.default_max_model_len
     )
-    estimate = usage.reservation(body, prompt_estimate, context, rt.settings.default_max_tokens)
-    tokens = inbound.admission = limits.count(rt, principal, estimate)
+    estimate = wire.estimate(body, len(inbound.raw), context, rt.settings.default_max_tokens)
+    tokens = inbound.admission = limits.count(rt, principal, estimate.reserve)
     inbound.counted = True
     limits.refuse_over(rt, principal, tokens)
     try:
-        hold = rt.meter.reserve(
-            principal, target.model, prompt_estimate, usage.completion_cap(body, context)
-        )
+        hold = rt.meter.reserve(principal, target.model, estimate.prompt, estimate.completion_cap)
     except BaseException:
         rt.limits.settle(tokens, 0)
         raise
 
-    client_options = body.get("stream_options") or {}
-    if stream:
-        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
-    headers = {
-        "Content-Type": "application/json",
-        "Accept-Encoding": "identity",
-        "X-Request-ID": inbound.request_id,
-    }
     call = Call(
         rt,
         principal,
-        inbound.route.name,
+        route.name,
         inbound.request_id,
         inbound.started,
         target,
         stream,
-        hold,
-        tokens,
-        prompt_estimate,
-        usage.bounds(body, len(inbound.raw), context),
+        hold=hold,
+        tokens=tokens,
+        estimate=estimate,
+        wire=wire,
     )
+    stored = route.affinity == CREATES and body.get("store") is not False
+    on_id = _remember(rt, call) if stored else None
+    fmt = wire.stream(body, on_id) if stream and wire.stream is not None else None
+    headers = (JSON_HEADERS if route.schema is not None else PLAIN_HEADERS) | {
+        "X-Request-ID": inbound.request_id
+    }
+    path = route.upstream_path
+    if inbound.resource is not None:
+        path = path.format(id=quote(inbound.resource, safe=""))
+    if inbound.query:
+        path = f"{path}?{inbound.query.decode('latin-1')}"
     inbound.metered = True
     call.begin()
     try:
-        path = inbound.route.upstream_path
-        call.target, response = send(rt, states, target, body, headers, path, stream)
+        sent = body if route.schema is not None else None
+        call.target, response = send(
+            rt, states, target, sent, headers, path, stream=stream, method=route.method
+        )
         call.holds_endpoint = True
         if call.target is not target and call.journal is not None:
             call.journal.fields["endpoint_url"] = call.target.state.label
         if response.status_code >= 400:
             answers.upstream_error(call, response)
-        if stream:
-            return answers.stream(call, response, client_options)
-        return answers.complete(call, response)
+        if fmt is not None:
+            return answers.stream(call, response, fmt)
+        return answers.complete(call, response, on_id)
     except BaseException as exc:
         call.finish(_failure_status(exc))  # does nothing when the call already finished
         raise
+
+
+def _followed(rt: Runtime, inbound: Inbound, body: dict[str, Any]) -> Owner | None:
+    """The stored response this request must go with: the one in its path, or the
+    ``previous_response_id`` it continues. Unknown, or another account's: 404."""
+    route = inbound.route
+    if route.affinity == FOLLOWS:
+        wanted = inbound.resource
+    elif route.affinity == CREATES:
+        wanted = body.get("previous_response_id")
+    else:
+        return None
+    if not wanted:
+        return None
+    return rt.owners.find(wanted, inbound.principal.account_id)
+
+
+def _holding(states: list[EndpointState], owner: Owner) -> list[EndpointState]:
+    """Only the endpoint that stored the response can answer for it."""
+    return [state for state in states if state.url == owner.endpoint_url]
+
+
+def _remember(rt: Runtime, call: Call) -> Any:
+    """Note a new response's owner and endpoint (where the call finally went)."""
+
+    def remember(response_id: str) -> None:
+        target: Target = call.target
+        rt.owners.remember(response_id, call.principal.account_id, target.state.url, target.model)
+
+    return remember
 
 
 def _failure_status(exc: BaseException) -> int:

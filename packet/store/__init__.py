@@ -29,6 +29,7 @@ from .keys import (
     revoke_key,
     revoke_key_id,
 )
+from .responses import remember_response, response_owner
 from .usage import Settlement, UsageRow, fit_usage, usage_records, usage_rows
 
 __all__ = [
@@ -59,7 +60,9 @@ __all__ = [
     "list_keys",
     "ping",
     "recover_worker",
+    "remember_response",
     "remove_endpoint",
+    "response_owner",
     "revoke_key",
     "revoke_key_id",
     "update_account",

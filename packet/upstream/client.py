@@ -11,7 +11,7 @@ gateway needs none of it (no proxies from the environment, no redirects, and no 
 shared between different users' endpoints).
 
 Every new connection is checked against the endpoint policy (:mod:`packet.upstream.connection`);
-a refused one raises :class:`~packet.upstream.errors.Blocked` from :meth:`UpstreamClient.post`
+a refused one raises :class:`~packet.upstream.errors.Blocked` from :meth:`UpstreamClient.send`
 and :meth:`UpstreamClient.get` alike.
 """
 
@@ -58,20 +58,20 @@ class UpstreamClient:
         self._headers = dict(self.session.headers)
         self._urls: dict[str, str] = {}
 
-    def post(
-        self, url: str, body: bytes, headers: dict[str, str], *, stream: bool = False
+    def send(
+        self, method: str, url: str, body: bytes, headers: dict[str, str], *, stream: bool = False
     ) -> requests.Response:
-        """POST with a streamed response; the caller must close it.
+        """One request with a streamed response; the caller must close it.
 
         An endpoint that accepted the connection and then closed it or sent something that is
         not HTTP is :class:`Dropped`, not :class:`ConnectFailed`: it is up, but gave no answer.
         """
         try:
             request = PreparedRequest()
-            request.prepare_method("POST")
+            request.prepare_method(method)
             request.url = self._prepared_url(url)
             request.prepare_headers(self._headers | headers)
-            request.prepare_body(body, None)
+            request.prepare_body(body or None, None)
             timeout = self.stream_timeout if stream else self.timeout
             return self.adapter.send(request, stream=True, timeout=timeout)
         except requests.ConnectTimeout as exc:

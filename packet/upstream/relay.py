@@ -16,7 +16,7 @@ from typing import Any
 import gevent
 from gevent.queue import Empty, Queue
 
-from .sse import DONE, PING, StreamResult, error_event, inspect_event
+from .sse import PING, StreamFormat, StreamResult
 
 _DRAIN_SECONDS = 0.5
 
@@ -85,16 +85,15 @@ class SSERelay:
 
 def relay_sse(
     response: Any,
+    fmt: StreamFormat,
     *,
-    include_usage: bool,
-    continuous_usage: bool,
     keepalive: float,
     on_finish: Callable[[StreamResult], None],
     first_byte_timeout: float = 0.0,
     idle_timeout: float = 0.0,
     read_size: int = 65536,
 ) -> SSERelay:
-    """The client's SSE body; always ends with ``[DONE]``; ``close()`` calls ``on_finish`` once.
+    """The client's SSE body in ``fmt``; ``close()`` calls ``on_finish`` once.
 
     The upstream may stay silent ``first_byte_timeout`` seconds before its first bytes (prefill,
     a queue) and ``idle_timeout`` seconds between bytes after that (0: no bound); past either
@@ -104,8 +103,7 @@ def relay_sse(
     return SSERelay(
         response,
         on_finish,
-        include_usage=include_usage,
-        continuous_usage=continuous_usage,
+        fmt=fmt,
         keepalive=keepalive,
         first_byte_timeout=first_byte_timeout,
         idle_timeout=idle_timeout,
@@ -129,8 +127,7 @@ def _relay(
     response: Any,
     result: StreamResult,
     *,
-    include_usage: bool,
-    continuous_usage: bool,
+    fmt: StreamFormat,
     keepalive: float,
     on_finish: Callable[[StreamResult], None],
     first_byte_timeout: float,
@@ -138,6 +135,7 @@ def _relay(
     read_size: int,
 ) -> Generator[bytes, None, None]:
     queue: Queue[_Item] = Queue()
+    inspect = fmt.inspect
     reader = gevent.spawn(_pump, response.raw, queue, read_size)
     buffer = b""
     heard, limit = time.monotonic(), first_byte_timeout
@@ -164,12 +162,7 @@ def _relay(
             # after each event copied a large read over and over (quadratic in its events).
             start = 0
             while (end := buffer.find(b"\n\n", start)) >= 0:
-                kept = inspect_event(
-                    buffer[start : end + 2],
-                    result,
-                    include_usage=include_usage,
-                    continuous_usage=continuous_usage,
-                )
+                kept = inspect(buffer[start : end + 2], result)
                 start = end + 2
                 if kept is not None:
                     out.append(kept)
@@ -180,12 +173,12 @@ def _relay(
                 break
         if not result.done:
             result.error = "The inference endpoint closed the stream before it finished."
-            yield error_event(result.error) + DONE
+            yield fmt.error_event(result.error, "upstream_error") + fmt.end
     except GeneratorExit:
         result.disconnected = True
         _hang_up(response)
         reader.join(timeout=_DRAIN_SECONDS)
-        _count_unsent(queue, buffer, result)
+        _count_unsent(queue, buffer, result, inspect)
         raise
     except gevent.GreenletExit:
         # The worker is being stopped (gunicorn's graceful timeout ran out): still metered.
@@ -193,7 +186,7 @@ def _relay(
         raise
     except Exception as exc:  # noqa: BLE001 - after the first byte, errors go in-band
         result.error = _describe(exc)
-        yield error_event(result.error, _code(exc)) + DONE
+        yield fmt.error_event(result.error, _code(exc)) + fmt.end
     finally:
         try:
             if result.done:
@@ -219,7 +212,12 @@ def _hang_up(response: Any) -> None:
             sock.shutdown(socket.SHUT_WR)
 
 
-def _count_unsent(queue: Queue[_Item], buffer: bytes, result: StreamResult) -> None:
+def _count_unsent(
+    queue: Queue[_Item],
+    buffer: bytes,
+    result: StreamResult,
+    inspect: Callable[[bytes, StreamResult], bytes | None],
+) -> None:
     """The client left: what the upstream had already sent is metered all the same."""
     while True:
         try:
@@ -230,7 +228,7 @@ def _count_unsent(queue: Queue[_Item], buffer: bytes, result: StreamResult) -> N
             buffer += item
     start = 0
     while (end := buffer.find(b"\n\n", start)) >= 0:
-        inspect_event(buffer[start : end + 2], result, include_usage=False, continuous_usage=False)
+        inspect(buffer[start : end + 2], result)
         start = end + 2
 
 

@@ -4,7 +4,9 @@ and events stripped back to what the client asked for. Pure bytes and dicts."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -28,9 +30,43 @@ class StreamResult:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class StreamFormat:
+    """How one API family's stream reads: ``inspect`` notes an event's usage and tokens and
+    returns the bytes to relay (None drops it); ``error_event`` writes an in-band error;
+    ``end`` closes a stream the gateway had to end itself (OpenAI's ``[DONE]``, or nothing
+    where the family has no such line)."""
+
+    inspect: Callable[[bytes, StreamResult], bytes | None]
+    error_event: Callable[[str, str], bytes]
+    end: bytes = DONE
+
+
 def error_event(message: str, code: str = "upstream_error") -> bytes:
     """An in-band SSE error, the way vLLM and the openai SDK expect it after a 200."""
     return b"data: " + orjson.dumps(error_body(message, "server_error", code)) + b"\n\n"
+
+
+def named(event: bytes) -> tuple[bytes, Any]:
+    """A named event's name and parsed ``data`` (None when it is not a JSON object)."""
+    name, data = b"", None
+    for line in event.split(b"\n"):
+        if line.startswith(b"event:"):
+            name = line[6:].strip()
+        elif line.startswith(b"data:"):
+            data = line[5:].strip() if data is None else data + b"\n" + line[5:].strip()
+    if data is None:
+        return name, None
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return name, None
+    return name, obj if isinstance(obj, dict) else None
+
+
+def named_event(name: str, data: dict[str, Any]) -> bytes:
+    """One named event (Responses and Anthropic streams)."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def count_tokens(obj: dict[str, Any]) -> int:
@@ -86,3 +122,18 @@ def inspect_event(
             del obj["usage"]
             return b"data: " + orjson.dumps(obj) + b"\n\n"
     return event
+
+
+def chat_format(*, include_usage: bool, continuous_usage: bool) -> StreamFormat:
+    """Chat and text completion streams, stripped back to the usage the client asked for."""
+    return StreamFormat(
+        partial(inspect_event, include_usage=include_usage, continuous_usage=continuous_usage),
+        error_event,
+    )
+
+
+CHAT_FORMATS = {
+    (include, continuous): chat_format(include_usage=include, continuous_usage=continuous)
+    for include in (False, True)
+    for continuous in (False, True)
+}

@@ -24,6 +24,7 @@ from packet.extensions import db
 from packet.journal import Journal, WorkerRow, process_alive
 from packet.metering import NO_HOLD, Hold, Meter, cost_micros
 from packet.upstream.relay import relay_sse
+from packet.upstream.sse import CHAT_FORMATS
 
 
 def settings(**env: str):
@@ -327,8 +328,7 @@ def _relay(pieces: list[bytes], hang: bool = False):
     response = SimpleNamespace(raw=_Raw(pieces, hang), close=lambda: None)
     body = relay_sse(
         response,
-        include_usage=False,
-        continuous_usage=False,
+        CHAT_FORMATS[False, False],
         keepalive=0,
         on_finish=finished.append,
     )

@@ -88,7 +88,7 @@ def redirector() -> Iterator[str]:
 def test_redirects_are_not_followed(redirector: str) -> None:
     client = UpstreamClient(connect_timeout=2, read_timeout=5, pool_maxsize=4)
     try:
-        response = client.post(f"{redirector}/v1/chat/completions", b"{}", {})
+        response = client.send("POST", f"{redirector}/v1/chat/completions", b"{}", {})
         assert response.status_code == 307
         response.close()
         assert client.get(f"{redirector}/health", {}, 2) == (307, None)
@@ -128,11 +128,11 @@ def _client() -> UpstreamClient:
     return UpstreamClient(connect_timeout=1, read_timeout=5, pool_maxsize=4)
 
 
-def test_post_sends_body_and_headers_and_never_replays_cookies(upstream):
+def test_send_sends_body_and_headers_and_never_replays_cookies(upstream):
     client = _client()
     for _ in range(2):
-        response = client.post(
-            f"{upstream}/v1/chat/completions", b'{"a": 1}', {"X-Request-ID": "req_1"}
+        response = client.send(
+            "POST", f"{upstream}/v1/chat/completions", b'{"a": 1}', {"X-Request-ID": "req_1"}
         )
         assert response.status_code == 200 and response.content == b"{}"
         response.close()
@@ -147,12 +147,12 @@ def test_connection_refused_is_connect_failed(upstream):
     client = _client()
     closed = upstream.rsplit(":", 1)[0] + ":9"
     with pytest.raises(ConnectFailed):
-        client.post(f"{closed}/v1/completions", b"{}", {})
+        client.send("POST", f"{closed}/v1/completions", b"{}", {})
 
 
 def test_unusable_url_or_header_is_bad_gateway():
     client = _client()
     with pytest.raises(BadGateway):
-        client.post("http://[::1/v1/completions", b"{}", {})
+        client.send("POST", "http://[::1/v1/completions", b"{}", {})
     with pytest.raises(BadGateway):
-        client.post("http://127.0.0.1:9/v1/completions", b"{}", {"Authorization": "a\nb"})
+        client.send("POST", "http://127.0.0.1:9/v1/completions", b"{}", {"Authorization": "a\nb"})

@@ -78,7 +78,7 @@ def test_a_name_connects_to_the_checked_address_and_keeps_its_host_header(port: 
     upstream = client(resolver)
     try:
         assert upstream.get(f"http://pod.test:{port}/health", {}, 2) == (200, {})
-        response = upstream.post(f"http://pod.test:{port}/v1/completions", b"{}", {})
+        response = upstream.send("POST", f"http://pod.test:{port}/v1/completions", b"{}", {})
         assert response.status_code == 200
         response.close()
     finally:
@@ -92,9 +92,9 @@ def test_a_name_resolving_to_a_denied_address_is_refused_before_connecting(port:
         with pytest.raises(Blocked, match=re.escape("127.0.0.1 is denied by PACKET_ENDPOINT_DENY")):
             upstream.get(f"http://rebind.test:{port}/v1/models", {}, 2)
         with pytest.raises(Blocked):
-            upstream.post(f"http://rebind.test:{port}/v1/chat/completions", b"{}", {})
+            upstream.send("POST", f"http://rebind.test:{port}/v1/chat/completions", b"{}", {})
         with pytest.raises(Blocked):
-            upstream.post(f"http://127.0.0.1:{port}/v1/chat/completions", b"{}", {})
+            upstream.send("POST", f"http://127.0.0.1:{port}/v1/chat/completions", b"{}", {})
     finally:
         upstream.close()
     assert _KeepAlive.hosts == []  # nothing reached the server
@@ -119,7 +119,7 @@ def test_kept_alive_connections_are_not_checked_again(port: int) -> None:
     upstream = client(resolver)
     try:
         for _ in range(20):
-            response = upstream.post(f"http://pod.test:{port}/v1/completions", b"{}", {})
+            response = upstream.send("POST", f"http://pod.test:{port}/v1/completions", b"{}", {})
             assert response.content == b"{}"
             response.close()
     finally:
@@ -142,7 +142,7 @@ def test_a_name_that_does_not_resolve_is_a_connect_failure() -> None:
         with pytest.raises(ConnectFailed):
             upstream.get("http://missing.test:8000/health", {}, 2)
         with pytest.raises(ConnectFailed):
-            upstream.post("http://missing.test:8000/v1/completions", b"{}", {})
+            upstream.send("POST", "http://missing.test:8000/v1/completions", b"{}", {})
     finally:
         upstream.close()
 

@@ -5,7 +5,10 @@ import socket
 import gevent
 import orjson
 
-from packet.upstream.relay import DONE, PING, StreamResult, inspect_event, relay_sse
+from packet.upstream.relay import relay_sse
+from packet.upstream.sse import CHAT_FORMATS, DONE, PING, StreamResult, inspect_event
+
+PLAIN = CHAT_FORMATS[False, False]
 
 
 def event(obj) -> bytes:
@@ -58,8 +61,7 @@ def run(pieces, include_usage=False, continuous=False, keepalive=0.0, **raw_kwar
     response = FakeResponse(FakeRaw(pieces, **raw_kwargs))
     body = relay_sse(
         response,
-        include_usage=include_usage,
-        continuous_usage=continuous,
+        CHAT_FORMATS[include_usage, continuous],
         keepalive=keepalive,
         on_finish=results.append,
     )
@@ -142,9 +144,7 @@ def test_close_marks_disconnect_and_closes_upstream():
     what it sends meanwhile is metered, then it is closed."""
     results = []
     response = FakeResponse(FakeRaw([event(chunk("a"))] * 1000, delay=0.01))
-    body = relay_sse(
-        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
-    )
+    body = relay_sse(response, PLAIN, keepalive=0, on_finish=results.append)
     next(iter(body))
     body.close()
     assert response.closed
@@ -170,9 +170,7 @@ def test_a_client_that_leaves_hangs_up_on_the_upstream_and_meters_what_was_in_fl
     released = []
     raw.release_conn = lambda: released.append(True)
     response = FakeResponse(raw)
-    body = relay_sse(
-        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
-    )
+    body = relay_sse(response, PLAIN, keepalive=0, on_finish=results.append)
     next(iter(body))
     body.close()
     assert sock.shut == [socket.SHUT_WR]
@@ -187,9 +185,7 @@ def test_a_client_that_leaves_hangs_up_on_the_upstream_and_meters_what_was_in_fl
 def test_body_closed_before_first_iteration_still_finishes():
     results = []
     response = FakeResponse(FakeRaw([event(chunk("a"))]))
-    body = relay_sse(
-        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
-    )
+    body = relay_sse(response, PLAIN, keepalive=0, on_finish=results.append)
     body.close()
     body.close()
     assert response.closed
@@ -199,9 +195,7 @@ def test_body_closed_before_first_iteration_still_finishes():
 def test_iterated_body_finishes_once_through_close():
     results = []
     response = FakeResponse(FakeRaw([event(chunk("a")), DONE]))
-    body = relay_sse(
-        response, include_usage=False, continuous_usage=False, keepalive=0, on_finish=results.append
-    )
+    body = relay_sse(response, PLAIN, keepalive=0, on_finish=results.append)
     assert b"".join(body).endswith(DONE)
     body.close()
     assert len(results) == 1 and results[0].done
@@ -218,8 +212,7 @@ def test_tokens_the_upstream_sent_are_counted_when_the_client_leaves():
     pieces = [event(chunk(word)) for word in ("a", "b", "c")] + [event(chunk("d"))[:-1]]
     body = relay_sse(
         FakeResponse(FakeRaw(pieces)),
-        include_usage=False,
-        continuous_usage=False,
+        PLAIN,
         keepalive=0.0,
         on_finish=results.append,
     )
