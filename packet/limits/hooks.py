@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
 from ..errors import APIError, RateLimitExceeded
+from ..protocol.messages import PATHS as ANTHROPIC_PATHS
 from ..runtime import runtime
 from .admission import count, refuse_over
 from .window import TokenReservation, WindowLimits, tier_figures
@@ -65,7 +67,8 @@ def count_request() -> None:
 
 
 def rate_limit_headers(response: Response) -> Response:
-    """Both header families on every /v1 response of an authenticated caller.
+    """Both header families on every /v1 response of an authenticated caller, and Anthropic's
+    on its Messages routes (what the Anthropic SDK and Claude Code read).
 
     The figures come from this request's own admission; a request that ended before it (bad
     body, unknown model) is counted here, and a storage failure then only costs the headers.
@@ -85,7 +88,19 @@ def rate_limit_headers(response: Response) -> Response:
     requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
     requests_left = str(max(0, figures["rpm"] - requests_used))
     tokens_used, tokens_reset = _tokens_used(limits, principal.account_id, tpm, reset_at)
+    tokens_left = str(max(0, tpm - tokens_used))
     # None of these is set before, so append (extend): update (replace) would look each up first.
+    if request.path.startswith(ANTHROPIC_PATHS):
+        response.headers.extend(
+            (
+                ("anthropic-ratelimit-requests-limit", rpm),
+                ("anthropic-ratelimit-requests-remaining", requests_left),
+                ("anthropic-ratelimit-requests-reset", _rfc3339(reset_at)),
+                ("anthropic-ratelimit-tokens-limit", str(tpm)),
+                ("anthropic-ratelimit-tokens-remaining", tokens_left),
+                ("anthropic-ratelimit-tokens-reset", _rfc3339(tokens_reset)),
+            )
+        )
     response.headers.extend(
         (
             ("X-RateLimit-Limit", rpm),
@@ -95,11 +110,15 @@ def rate_limit_headers(response: Response) -> Response:
             ("x-ratelimit-remaining-requests", requests_left),
             ("x-ratelimit-reset-requests", duration(reset_at - now)),
             ("x-ratelimit-limit-tokens", str(tpm)),
-            ("x-ratelimit-remaining-tokens", str(max(0, tpm - tokens_used))),
+            ("x-ratelimit-remaining-tokens", tokens_left),
             ("x-ratelimit-reset-tokens", duration(tokens_reset - now)),
         )
     )
     return response
+
+
+def _rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _tokens_used(limits: WindowLimits, account_id: int, tpm: int, reset_at: int) -> tuple[int, int]:

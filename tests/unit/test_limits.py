@@ -323,6 +323,26 @@ def test_configured_tier_and_errors_carry_headers_and_consume_no_tokens(limited)
     assert "X-RateLimit-Limit" not in client.get("/v1/models").headers
 
 
+def test_anthropic_routes_carry_anthropic_headers_too(limited):
+    key = make_key(limited, "tiny")
+    client = limited.test_client()
+    auth = {"x-api-key": key}
+    body = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    responses = [client.post("/v1/messages", headers=auth, json=body) for _ in range(3)]
+    assert [r.status_code for r in responses] == [529, 529, 529]  # no endpoint: overloaded
+    for response in responses:
+        assert_rate_headers(response)
+        headers = response.headers
+        assert headers["anthropic-ratelimit-requests-limit"] == "3"
+        assert headers["anthropic-ratelimit-tokens-limit"] == "500"
+        assert headers["anthropic-ratelimit-requests-reset"] == "2027-01-15T08:01:00Z"
+    remaining = [r.headers["anthropic-ratelimit-requests-remaining"] for r in responses]
+    assert remaining == ["2", "1", "0"]
+    assert responses[0].get_json()["error"]["type"] == "overloaded_error"
+    other = client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+    assert "anthropic-ratelimit-requests-limit" not in other.headers
+
+
 def test_cli_accepts_any_configured_tier(limited):
     runner = limited.test_cli_runner()
     result = runner.invoke(args=["accounts", "create", "acme", "--tier", "tiny"])
