@@ -33,6 +33,7 @@ WARMING = (LOADING, STARTING)
 _FORGET_AFTER = 600.0
 _WARMUP_POLL = 0.5
 _RECHECK_AFTER = 1.0
+NO_HEALTH_ROUTE = (404, 405, 501)
 
 
 @dataclass(eq=False)
@@ -51,6 +52,7 @@ class EndpointState:
     error: str | None = None
     ever_healthy: bool = False
     refused_since: float | None = None
+    health_route: bool = True
     probing: gevent.Greenlet[[EndpointState], None] | None = field(default=None, repr=False)
 
     def headers(self) -> dict[str, str]:
@@ -136,19 +138,21 @@ class Discovery:
             state.probing = None
 
     def probe(self, state: EndpointState) -> None:
-        """Ask one endpoint for its health and its models; update its state."""
+        """Ask one endpoint for its health and its models; update its state.
+
+        A server without a ``/health`` route (llama.cpp's, Ollama, LM Studio, TGI answer it
+        404 or 405) is judged by ``/v1/models`` alone, and not asked for its health again.
+        """
         try:
-            status, _ = self.client.get(f"{state.url}/health", state.headers(), self.probe_timeout)
-            if status == 200:
-                code, body = self.client.get(
-                    f"{state.url}/v1/models", state.headers(), self.probe_timeout
+            status = 200
+            if state.health_route:
+                status, _ = self.client.get(
+                    f"{state.url}/health", state.headers(), self.probe_timeout
                 )
-                cards = body.get("data") if code == 200 and isinstance(body, dict) else None
-                if isinstance(cards, list):
-                    state.models = {c["id"]: c for c in cards if isinstance(c, dict) and "id" in c}
-                    state.status, state.error, state.ever_healthy = HEALTHY, None, True
-                else:
-                    state.status, state.error = DOWN, f"/v1/models answered {code}"
+                if status in NO_HEALTH_ROUTE:
+                    state.health_route, status = False, 200
+            if status == 200:
+                self._read_models(state)
             elif status == 503:
                 state.status, state.error = LOADING, "model is loading"
             else:
@@ -160,6 +164,21 @@ class Discovery:
             state.status = self._unreachable_status(state)
             state.error = str(exc)
         state.checked_at = time.monotonic()
+
+    def _read_models(self, state: EndpointState) -> None:
+        code, body = self.client.get(f"{state.url}/v1/models", state.headers(), self.probe_timeout)
+        cards = body.get("data") if code == 200 and isinstance(body, dict) else None
+        if isinstance(cards, list):
+            state.models = {
+                c["id"]: _completed(c, state.models.get(c["id"]))
+                for c in cards
+                if isinstance(c, dict) and isinstance(c.get("id"), str)
+            }
+            state.status, state.error, state.ever_healthy = HEALTHY, None, True
+        elif code == 503:  # a server without /health that is still loading its model
+            state.status, state.error = LOADING, "model is loading"
+        else:
+            state.status, state.error = DOWN, f"/v1/models answered {code}"
 
     def _unreachable_status(self, state: EndpointState) -> str:
         """STARTING for a new endpoint that refuses connections (vLLM binds its port only once
@@ -290,3 +309,17 @@ class Discovery:
             return Blocked(states[0].error or "blocked by the endpoint policy")
         waits = [self.interval] + [s.down_until - now for s in states if s.cooling_off(now)]
         return NoEndpoint("no ready endpoint", retry_after=max(1, math.ceil(min(waits))))
+
+
+def _completed(card: dict[str, Any], known: dict[str, Any] | None) -> dict[str, Any]:
+    """A model card with the fields OpenAI's clients read, where a sparse server left them out
+    (``created`` is when the gateway first saw the model, so it does not change per probe)."""
+    if "object" in card and "created" in card and "owned_by" in card:
+        return card
+    created = known.get("created") if known else None
+    return {
+        "id": card["id"],
+        "object": "model",
+        "created": created if isinstance(created, int) else int(time.time()),
+        "owned_by": "packet",
+    } | card

@@ -19,11 +19,19 @@ class FakeClient:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.answers: dict[str, object] = {}
+        self.health: dict[str, int] = {}  # base URL → /health status, where not the answer's
         self.calls: Counter[str] = Counter()
 
     def serve(self, url: str, *models: str, max_model_len: int = 4096) -> None:
         self.answers[url] = [
-            {"id": m, "object": "model", "max_model_len": max_model_len} for m in models
+            {
+                "id": m,
+                "object": "model",
+                "created": 1,
+                "owned_by": "vllm",
+                "max_model_len": max_model_len,
+            }
+            for m in models
         ]
 
     def get(self, url: str, headers: dict[str, str], timeout: float) -> tuple[int, object]:
@@ -36,6 +44,8 @@ class FakeClient:
             raise ConnectFailed("connection failed: ConnectionError")
         if answer == "blocked":
             raise Blocked("address 169.254.169.254 is link-local (denied by default)")
+        if url.endswith("/health") and base in self.health:
+            return self.health[base], None
         if isinstance(answer, int):
             return answer, None
         if url.endswith("/health"):
@@ -72,6 +82,32 @@ def test_probe_states_loading_down_starting() -> None:
     assert [s.status for s in found] == [LOADING, DOWN, STARTING]
 
 
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_server_without_health_route_is_judged_by_its_models_and_not_asked_again(
+    status: int,
+) -> None:
+    client = FakeClient()
+    client.answers["http://llama"] = [{"id": "m"}]  # a sparse card: no created, no owner
+    client.health["http://llama"] = status
+    disc = discovery(client)
+    (state,) = disc.states(triples("http://llama"))
+    assert state.status == HEALTHY and not state.health_route
+    card = state.models["m"]
+    assert card["object"] == "model" and card["owned_by"] == "packet"
+    assert isinstance(card["created"], int)
+    disc.probe(state)
+    assert client.calls["http://llama/health"] == 1 and client.calls["http://llama/v1/models"] == 2
+    assert state.models["m"]["created"] == card["created"]  # stable across probes
+
+
+def test_a_server_without_health_route_that_is_loading_is_loading() -> None:
+    client = FakeClient()
+    client.answers["http://ollama"] = 503
+    client.health["http://ollama"] = 404
+    (state,) = discovery(client).states(triples("http://ollama"))
+    assert state.status == LOADING
+
+
 def test_refusing_endpoint_is_starting_only_within_the_warmup_bound() -> None:
     client = FakeClient()
     disc = discovery(client, warmup_timeout=0.2)
@@ -90,7 +126,7 @@ def test_endpoint_that_was_healthy_and_refuses_is_down() -> None:
     client.answers["http://a"] = "refused"
     disc.probe(state)
     assert state.status == DOWN
-    assert state.models == {"m": {"id": "m", "object": "model", "max_model_len": 4096}}
+    assert state.models["m"]["max_model_len"] == 4096
 
 
 def test_fresh_states_are_not_probed_on_every_request() -> None:
