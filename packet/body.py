@@ -11,6 +11,9 @@ may take to trickle its body in.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import gevent
 from flask import request
 from gunicorn.http.errors import ParseException
@@ -24,18 +27,13 @@ class _TimedOut(Exception):
     so that gunicorn's body reader marks the connection as not reusable and closes it."""
 
 
-def read_body(timeout: float) -> bytes:
-    """The whole body (cached on the request), received within ``timeout`` seconds.
-
-    408 beyond that, 413 over the size limit, 400 when its framing is broken or it ends early.
-    """
+@contextmanager
+def receiving(timeout: float) -> Iterator[None]:
+    """Reading the body within ``timeout`` seconds: 408 beyond that, 400 when its framing is
+    broken or it ends early."""
     try:
         with gevent.Timeout(timeout, _TimedOut):
-            raw = request.get_data(cache=True)
-            limit = request.max_content_length
-            # A body exactly at the limit may have been cut there: any byte left means too large.
-            if limit is not None and len(raw) == limit and request.input_stream.read(1):
-                raise PayloadTooLarge()
+            yield
     except _TimedOut:
         raise RequestTimeout(
             f"The request body was not received within {timeout:g} seconds."
@@ -45,4 +43,15 @@ def read_body(timeout: float) -> bytes:
             "The request body could not be read: its chunked encoding is malformed or it "
             "ended before it was complete."
         ) from None
+
+
+def read_body(timeout: float) -> bytes:
+    """The whole body (cached on the request), received within ``timeout`` seconds; 413 over
+    the size limit."""
+    with receiving(timeout):
+        raw = request.get_data(cache=True)
+        limit = request.max_content_length
+        # A body exactly at the limit may have been cut there: any byte left means too large.
+        if limit is not None and len(raw) == limit and request.input_stream.read(1):
+            raise PayloadTooLarge()
     return raw

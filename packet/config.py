@@ -74,6 +74,7 @@ class Settings:
     keepalive_interval: float = 15.0
     pool_maxsize: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
+    max_audio_bytes: int = 25 * 1024 * 1024
     auth_cache_ttl: float = 5.0
     auth_stale_seconds: float = 300.0
     limit_window_seconds: int = 60
@@ -289,6 +290,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         keepalive_interval=_float(env, "PACKET_KEEPALIVE_INTERVAL", 15.0),
         pool_maxsize=_int(env, "PACKET_POOL_MAXSIZE", 1000),
         max_body_bytes=_int(env, "PACKET_MAX_BODY_BYTES", 8 * 1024 * 1024),
+        max_audio_bytes=max(1, _int(env, "PACKET_MAX_AUDIO_BYTES", 25 * 1024 * 1024)),
         auth_cache_ttl=_float(env, "PACKET_AUTH_CACHE_TTL", 5.0),
         auth_stale_seconds=_float(env, "PACKET_AUTH_STALE_SECONDS", 300.0),
         limit_window_seconds=max(1, _int(env, "PACKET_LIMIT_WINDOW_SECONDS", 60)),

@@ -7,4 +7,4 @@ from ..limits import init_blueprint
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 init_blueprint(bp)
 
-from . import chat, embeddings, messages, models, responses, vllm  # noqa: E402,F401  (views register on bp)
+from . import audio, chat, embeddings, messages, models, responses, vllm  # noqa: E402,F401  (views register on bp)

@@ -6,29 +6,44 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, g, request
 
-from ..body import read_body
+from ..body import read_body, receiving
+from ..config import Settings
 from ..gateway.inbound import Inbound, Route
 from ..gateway.pipeline import serve
 from ..limits import counted_at_admission, note_admission
 from ..runtime import runtime
+from ..upload import MAX_FIELD_BYTES, Upload, receive
+
+FORM_ALLOWANCE = MAX_FIELD_BYTES + 16 * 1024  # the form's fields and part headers
 
 
 def proxied(route: Route, resource: str | None = None) -> Response:
     """Serve the current request on ``route``; what admission counted goes to the headers."""
     rt = runtime()
-    raw = read_body(rt.settings.request_read_timeout) if route.schema is not None else b""
+    upload = _upload(rt.settings) if route.multipart else None
+    json_body = route.schema is not None and upload is None
+    raw = read_body(rt.settings.request_read_timeout) if json_body else b""
     inbound = Inbound(
-        g.principal, route, raw, g.request_id, g.started, resource, request.query_string
+        g.principal, route, raw, g.request_id, g.started, resource, request.query_string, upload
     )
     try:
         answer = serve(rt, inbound)
     finally:
+        if upload is not None:
+            upload.close()  # sent by now: the answer is read after the whole body went
         if inbound.counted:
             note_admission(inbound.admission)
         g.metered = inbound.metered
     return Response(
         answer.body, status=answer.status, mimetype=answer.mimetype, headers=answer.headers
     )
+
+
+def _upload(settings: Settings) -> Upload:
+    """The multipart body, spooled as it arrives; its form may add a little to the file."""
+    request.max_content_length = settings.max_audio_bytes + FORM_ALLOWANCE
+    with receiving(settings.request_read_timeout):
+        return receive(request.stream.read, request.content_type or "", settings.max_audio_bytes)
 
 
 def proxy(bp: Blueprint, rule: str, route: Route, doc: str) -> Callable[..., Response]:

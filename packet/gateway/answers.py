@@ -10,6 +10,7 @@ import orjson
 
 from .. import usage
 from ..errors import UpstreamClientError, UpstreamError
+from ..protocol.wire import text_tokens
 from ..upstream.errors import error_message
 from ..upstream.relay import relay_sse
 from ..upstream.sse import StreamFormat, StreamResult
@@ -29,6 +30,9 @@ def complete(call: Call, response: Any, on_id: Callable[[str], None] | None = No
         raise UpstreamError("The inference endpoint closed the connection mid-response.") from None
     finally:
         response.close()
+    kind = response.headers.get("Content-Type", "")
+    if call.wire.text_answers and not kind.startswith("application/json"):
+        return _text(call, response.status_code, content, kind)
     try:
         answer = orjson.loads(content)
     except orjson.JSONDecodeError:
@@ -48,6 +52,19 @@ def complete(call: Call, response: Any, on_id: Callable[[str], None] | None = No
         on_id(answer["id"])
     call.finish(response.status_code, used, ttft=time.perf_counter())
     return Answer(response.status_code, content)
+
+
+def _text(call: Call, status: int, content: bytes, kind: str) -> Answer:
+    """A plain-text answer (a transcript as text, srt or vtt): its tokens counted."""
+    text = content.decode("utf-8", "replace")
+    used = usage.checked(
+        None,
+        call.estimate.bounds,
+        counted_prompt=call.estimate.prompt,
+        counted_completion=text_tokens([text]),
+    )
+    call.finish(status, used, ttft=time.perf_counter())
+    return Answer(status, content, kind or "text/plain")
 
 
 def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:

@@ -11,6 +11,7 @@ import requests
 from .. import observability
 from ..errors import InvalidRequest
 from ..runtime import Runtime
+from ..upload import MultipartBody
 from ..upstream.discovery import EndpointState, Target
 from ..upstream.errors import (
     BadGateway,
@@ -22,13 +23,15 @@ from ..upstream.errors import (
 )
 
 _RETRY_STATUSES = (502, 503)
+# The JSON body (the model set on the way), a multipart upload, or no body.
+Payload = dict[str, Any] | MultipartBody | None
 
 
 def send(
     rt: Runtime,
     states: list[EndpointState],
     target: Target,
-    body: dict[str, Any] | None,
+    body: Payload,
     headers: dict[str, str],
     path: str,
     *,
@@ -46,9 +49,11 @@ def send(
     the endpoint policy refuses (its name now resolves to a denied address) marks the endpoint
     blocked and moves on too; nothing was sent.
     """
-    payload = b"" if body is None else _payload(body, target.model)
+    payload = body if isinstance(body, MultipartBody) else _payload(body, target.model)
     tried: list[EndpointState] = []
     while True:
+        if isinstance(payload, MultipartBody):
+            payload.rewind()  # another replica gets the upload from its first byte
         state = target.state
         url, sent_headers = f"{state.url}{path}", headers | state.headers()
         outcome = _attempt(rt, state, method, url, payload, sent_headers, stream)
@@ -80,8 +85,10 @@ class _Failed:
     response: requests.Response | None = None
 
 
-def _payload(body: dict[str, Any], model: str) -> bytes:
+def _payload(body: dict[str, Any] | None, model: str) -> bytes:
     """The client's body as sent upstream: unchanged but for the resolved model."""
+    if body is None:
+        return b""
     body["model"] = model
     try:
         return orjson.dumps(body)
@@ -94,7 +101,7 @@ def _attempt(
     state: EndpointState,
     method: str,
     url: str,
-    payload: bytes,
+    payload: bytes | MultipartBody,
     headers: dict[str, str],
     stream: bool,
 ) -> requests.Response | _Failed:

@@ -10,6 +10,7 @@ from marshmallow import Schema
 from ..auth import Principal
 from ..limits import TokenReservation
 from ..protocol import Wire
+from ..upload import Upload
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
 # How a route stands to stored responses: it makes one, or it must go where one lives.
@@ -20,7 +21,8 @@ CREATES, FOLLOWS = "creates", "follows"
 class Route:
     """One proxied route: its name in usage rows and metrics, the upstream method and path
     (``{id}`` stands for the resource in the client's path), the body's schema (None: no
-    body), its family's wire format and error envelope, and its tie to stored responses."""
+    body), its family's wire format and error envelope, its tie to stored responses, and
+    whether its body is a multipart upload rather than JSON."""
 
     name: str
     upstream_path: str
@@ -29,14 +31,14 @@ class Route:
     family: str = OPENAI
     method: str = "POST"
     affinity: str | None = None
+    multipart: bool = False
 
 
 @dataclass
 class Inbound:
-    """Who asks, what (the raw body, the resource named in the path, the query string), its
-    id and start time;
-    the pipeline fills in what admission counted, so the caller can answer with the
-    rate-limit headers."""
+    """Who asks, what (the raw body or the spooled upload, the resource named in the path, the
+    query string), its id and start time; the pipeline fills in what admission counted, so
+    the caller can answer with the rate-limit headers."""
 
     principal: Principal
     route: Route
@@ -45,6 +47,7 @@ class Inbound:
     started: float
     resource: str | None = None
     query: bytes = b""
+    upload: Upload | None = None
     counted: bool = False
     admission: TokenReservation | None = None
     metered: bool = False

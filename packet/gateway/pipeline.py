@@ -28,7 +28,7 @@ from ..upstream.discovery import EndpointState, Target
 from ..upstream.errors import UpstreamFailure
 from . import answers
 from .call import Call
-from .failover import send
+from .failover import Payload, send
 from .inbound import CREATES, FOLLOWS, Answer, Inbound
 from .owners import Owner
 from .targets import endpoint_triples, requested_model
@@ -42,6 +42,12 @@ def parse(inbound: Inbound) -> dict[str, Any]:
     schema = inbound.route.schema
     if schema is None:
         return {}
+    if inbound.upload is not None:
+        body = inbound.upload.parsed()
+        errors = errors_for(schema, inbound.upload.fields)
+        if errors:
+            raise from_validation(errors)
+        return body
     try:
         body = orjson.loads(inbound.raw)
     except orjson.JSONDecodeError:
@@ -73,7 +79,8 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     context = usage.context_length(
         target.state.models.get(target.model), rt.settings.default_max_model_len
     )
-    estimate = wire.estimate(body, len(inbound.raw), context, rt.settings.default_max_tokens)
+    size = len(inbound.raw) if inbound.upload is None else inbound.upload.size
+    estimate = wire.estimate(body, size, context, rt.settings.default_max_tokens)
     tokens = inbound.admission = limits.count(rt, principal, estimate.reserve)
     inbound.counted = True
     limits.refuse_over(rt, principal, tokens)
@@ -99,9 +106,7 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     stored = route.affinity == CREATES and body.get("store") is not False
     on_id = _remember(rt, call) if stored else None
     fmt = wire.stream(body, on_id) if stream and wire.stream is not None else None
-    headers = (JSON_HEADERS if route.schema is not None else PLAIN_HEADERS) | {
-        "X-Request-ID": inbound.request_id
-    }
+    headers = _headers(inbound)
     path = route.upstream_path
     if inbound.resource is not None:
         path = path.format(id=quote(inbound.resource, safe=""))
@@ -110,7 +115,7 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     inbound.metered = True
     call.begin()
     try:
-        sent = body if route.schema is not None else None
+        sent = _sent(inbound, body, target)
         call.target, response = send(
             rt, states, target, sent, headers, path, stream=stream, method=route.method
         )
@@ -125,6 +130,22 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     except BaseException as exc:
         call.finish(_failure_status(exc))  # does nothing when the call already finished
         raise
+
+
+def _headers(inbound: Inbound) -> dict[str, str]:
+    if inbound.upload is not None:
+        kind = {"Content-Type": inbound.upload.content_type, "Accept-Encoding": "identity"}
+    else:
+        kind = JSON_HEADERS if inbound.route.schema is not None else PLAIN_HEADERS
+    return kind | {"X-Request-ID": inbound.request_id}
+
+
+def _sent(inbound: Inbound, body: dict[str, Any], target: Target) -> Payload:
+    """What goes upstream: the JSON body (the model set on the way), the upload's form with
+    the resolved model, or nothing."""
+    if inbound.upload is not None:
+        return inbound.upload.body(body | {"model": target.model})
+    return body if inbound.route.schema is not None else None
 
 
 def _followed(rt: Runtime, inbound: Inbound, body: dict[str, Any]) -> Owner | None:

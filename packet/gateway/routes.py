@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import schemas
-from ..protocol import FREE, chat, embeddings, messages, responses, scoring, tokenizer
+from ..protocol import FREE, audio, chat, embeddings, messages, responses, scoring, tokenizer
 from .inbound import ANTHROPIC, CREATES, FOLLOWS, Route
 
 CHAT = Route("chat.completions", "/v1/chat/completions", schemas.CHAT, chat.COMPLETIONS)
@@ -45,3 +45,10 @@ RERANK_V2 = Route("rerank", "/v2/rerank", scoring.RERANK_SCHEMA, scoring.SCORING
 SCORE = Route("score", "/v1/score", scoring.SCORE_SCHEMA, scoring.SCORING)
 TOKENIZE = Route("tokenize", "/tokenize", tokenizer.TOKENIZE_SCHEMA, FREE)
 DETOKENIZE = Route("detokenize", "/detokenize", tokenizer.DETOKENIZE_SCHEMA, FREE)
+
+TRANSCRIPTIONS = Route(
+    "audio.transcriptions", "/v1/audio/transcriptions", audio.SCHEMA, audio.AUDIO, multipart=True
+)
+TRANSLATIONS = Route(
+    "audio.translations", "/v1/audio/translations", audio.SCHEMA, audio.AUDIO, multipart=True
+)

@@ -34,12 +34,14 @@ class Wire:
     ``count`` guesses the completion tokens of a JSON answer whose report is not believed;
     ``stream`` (None: never streams) asks the upstream for usage in the body and gives the
     format its events are read in; it hears the id of the answer as soon as an event names it
-    (``on_id``: stored responses are remembered by their id)."""
+    (``on_id``: stored responses are remembered by their id); ``text_answers``: a success may
+    be plain text (a transcript as text, srt or vtt), relayed as it is, its tokens counted."""
 
     estimate: Estimator
     usage: Callable[[dict[str, Any]], Any]
     count: Callable[[dict[str, Any]], int]
     stream: Callable[[dict[str, Any], OnId | None], StreamFormat] | None = None
+    text_answers: bool = False
 
 
 NO_TOKENS = {"prompt_tokens": 0, "completion_tokens": 0}

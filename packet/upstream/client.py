@@ -17,6 +17,7 @@ and :meth:`UpstreamClient.get` alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -59,9 +60,16 @@ class UpstreamClient:
         self._urls: dict[str, str] = {}
 
     def send(
-        self, method: str, url: str, body: bytes, headers: dict[str, str], *, stream: bool = False
+        self,
+        method: str,
+        url: str,
+        body: bytes | Iterable[bytes],
+        headers: dict[str, str],
+        *,
+        stream: bool = False,
     ) -> requests.Response:
-        """One request with a streamed response; the caller must close it.
+        """One request with a streamed response; the caller must close it. A body that is not
+        bytes (an upload of known length) is read in blocks as it is sent.
 
         An endpoint that accepted the connection and then closed it or sent something that is
         not HTTP is :class:`Dropped`, not :class:`ConnectFailed`: it is up, but gave no answer.
