@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from packet.devserver import completions, embeddings
+from packet.devserver import completions, embeddings, responses
 from packet.devserver.protocol import ApiError, model_card, respond
 from packet.devserver.settings import Settings
 
@@ -49,6 +49,7 @@ class Simulator:
             ("GET", "/v1/models"): Simulator.models,
             **completions.ROUTES,
             **embeddings.ROUTES,
+            **responses.ROUTES,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -71,7 +72,7 @@ class Simulator:
         if path == "/_sim/reset" and method == "POST":
             self.requests.clear()
             return respond(start_response, 200, {"ok": True})
-        handler = self.routes.get((method, path))
+        handler = self.routes.get((method, path)) or responses.follow_up(method, path)
         if handler is None and not path.startswith("/v1/"):
             raise ApiError(404, "Not Found", "NotFoundError")
         if not self._authorized(environ, path):
