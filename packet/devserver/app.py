@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from packet.devserver import completions, embeddings, responses
+from packet.devserver import completions, embeddings, messages, responses
 from packet.devserver.protocol import ApiError, model_card, respond
 from packet.devserver.settings import Settings
 
@@ -50,13 +50,16 @@ class Simulator:
             **completions.ROUTES,
             **embeddings.ROUTES,
             **responses.ROUTES,
+            **messages.ROUTES,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         try:
             return self._route(environ, start_response)
         except ApiError as error:
-            return respond(start_response, error.status, error.body())
+            anthropic = environ.get("PATH_INFO", "").startswith(messages.PREFIX)
+            body = error.anthropic_body() if anthropic else error.body()
+            return respond(start_response, error.status, body)
 
     def _route(self, environ: dict[str, Any], start_response: Any) -> Any:
         path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
@@ -76,6 +79,8 @@ class Simulator:
         if handler is None and not path.startswith("/v1/"):
             raise ApiError(404, "Not Found", "NotFoundError")
         if not self._authorized(environ, path):
+            if path.startswith(messages.PREFIX):
+                raise ApiError(401, "Unauthorized")  # in Anthropic's envelope
             return respond(start_response, 401, {"error": "Unauthorized"})  # vLLM's own shape
         if loading:
             raise ApiError(503, "The model is still loading.", "ServiceUnavailableError")
@@ -90,7 +95,9 @@ class Simulator:
     def _authorized(self, environ: dict[str, Any], path: str) -> bool:
         """``--api-key`` as a Bearer token; on Anthropic's path also as ``x-api-key``."""
         key = self.settings.api_key
-        return not key or environ.get("HTTP_AUTHORIZATION") == f"Bearer {key}"
+        if not key or environ.get("HTTP_AUTHORIZATION") == f"Bearer {key}":
+            return True
+        return path.startswith(messages.PREFIX) and environ.get("HTTP_X_API_KEY") == key
 
     def models(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         """``GET /v1/models``: a discovery probe, counted."""
