@@ -12,7 +12,14 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from packet.devserver import completions, embeddings, messages, responses
+from packet.devserver import (
+    completions,
+    embeddings,
+    messages,
+    responses,
+    scoring,
+    tokenizer,
+)
 from packet.devserver.protocol import ApiError, model_card, respond
 from packet.devserver.settings import Settings
 
@@ -51,6 +58,8 @@ class Simulator:
             **embeddings.ROUTES,
             **responses.ROUTES,
             **messages.ROUTES,
+            **scoring.ROUTES,
+            **tokenizer.ROUTES,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
