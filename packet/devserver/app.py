@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from packet.devserver import (
+    audio,
     completions,
     embeddings,
     messages,
@@ -60,6 +61,7 @@ class Simulator:
             **messages.ROUTES,
             **scoring.ROUTES,
             **tokenizer.ROUTES,
+            **audio.ROUTES,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
