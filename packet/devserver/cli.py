@@ -54,6 +54,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="answer every completion with this HTTP status (e.g. 503, an overloaded engine)",
     )
+    unlike = parser.add_argument_group("servers that are not vLLM")
+    unlike.add_argument("--no-health", action="store_true", help="GET /health is a 404")
+    unlike.add_argument(
+        "--no-stream-usage", action="store_true", help="never send usage in stream chunks"
+    )
+    unlike.add_argument(
+        "--sparse-cards", action="store_true", help="model cards with only id, object, owned_by"
+    )
+    unlike.add_argument(
+        "--echo-model", action="store_true", help="accept any model name and echo it back"
+    )
     return parser.parse_args(argv)
 
 
@@ -68,6 +79,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         api_key=args.api_key,
         loading_seconds=args.loading_seconds + args.listen_delay,
         fail_status=args.fail_status,
+        no_health=args.no_health,
+        no_stream_usage=args.no_stream_usage,
+        sparse_cards=args.sparse_cards,
+        echo_model=args.echo_model,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -14,6 +16,7 @@ REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    413: "Request Entity Too Large",
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
@@ -43,11 +46,33 @@ class ApiError(Exception):
             }
         }
 
+    def anthropic_body(self) -> dict[str, Any]:
+        """Anthropic's envelope, which vLLM's ``/v1/messages`` answers its errors in."""
+        kind = ANTHROPIC_KINDS.get(self.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+
+ANTHROPIC_KINDS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    503: "overloaded_error",
+}
+
 
 def respond(start_response: Any, status: int, body: Any) -> list[bytes]:
     """Send ``body`` as a whole JSON answer."""
     start_response(f"{status} {REASONS.get(status, 'Error')}", JSON_HEADERS)
     return [orjson.dumps(body)]
+
+
+def sse(start_response: Any, events: Iterator[bytes]) -> Iterator[bytes]:
+    """Start an event stream: the headers go at once, like vLLM's (Starlette), so the silence
+    of prefill comes after them."""
+    write = start_response("200 OK", SSE_HEADERS)
+    write(b"")
+    return events
 
 
 def usage(prompt: int, completion: int) -> dict[str, int]:
@@ -64,8 +89,21 @@ def frame(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
-def model_card(model: str, created: int, max_model_len: int) -> dict[str, Any]:
-    """One entry of ``/v1/models``, as vLLM lists it (plus ``simulated``, to tell it apart)."""
+def named_frame(event: dict[str, Any]) -> bytes:
+    """One SSE event named by its ``type`` (the Responses and Anthropic Messages streams)."""
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def new_id(prefix: str) -> str:
+    """A fresh object id, ``<prefix><32 hex digits>``."""
+    return prefix + uuid.uuid4().hex
+
+
+def model_card(model: str, created: int, max_model_len: int, *, sparse: bool) -> dict[str, Any]:
+    """One entry of ``/v1/models``, as vLLM lists it (plus ``simulated``, to tell it apart);
+    ``sparse``: only what every OpenAI-like server sends (``--sparse-cards``)."""
+    if sparse:
+        return {"id": model, "object": "model", "owned_by": "vllm"}
     return {
         "id": model,
         "object": "model",

@@ -54,12 +54,9 @@ def read_json(environ: dict[str, Any]) -> Any:
 
 def parse(body: Any, *, chat: bool, settings: Settings) -> Generation:
     """Check ``body`` and resolve its defaults; a 400 or 404 ``ApiError`` if vLLM would refuse it."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "Invalid JSON body.")
+    body = an_object(body)
     _check(body, chat)
-    model = body.get("model") or settings.models[0]
-    if model not in settings.models:
-        raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
+    model = served_model(body, settings)
     stream = body.get("stream") is True
     options = body.get("stream_options") or {}
     if options and not stream:
@@ -69,9 +66,11 @@ def parse(body: Any, *, chat: bool, settings: Settings) -> Generation:
     else:
         prompt = tokens.text_prompt_tokens(body.get("prompt"))
     wanted = body.get("max_completion_tokens") or body.get("max_tokens") or settings.default_tokens
-    _fits(prompt, wanted, settings.max_model_len)
-    include = bool(options.get("include_usage"))
-    return Generation(
+    fits(prompt, wanted, settings.max_model_len)
+    include = bool(options.get("include_usage")) and not settings.no_stream_usage
+    return generation(
+        body,
+        settings,
         chat=chat,
         model=model,
         prompt_tokens=prompt,
@@ -79,18 +78,60 @@ def parse(body: Any, *, chat: bool, settings: Settings) -> Generation:
         stream=stream,
         include_usage=include,
         continuous_usage=include and bool(options.get("continuous_usage_stats")),
+        id=f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
+    )
+
+
+def generation(
+    body: dict[str, Any],
+    settings: Settings,
+    *,
+    model: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    stream: bool,
+    id: str,
+    chat: bool = True,
+    include_usage: bool = False,
+    continuous_usage: bool = False,
+) -> Generation:
+    """A ``Generation`` with the ``x_sim_*`` knobs of ``body`` (checked: ``KNOBS``) applied."""
+    return Generation(
+        chat=chat,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        stream=stream,
+        include_usage=include_usage,
+        continuous_usage=continuous_usage,
         token_delay=_given(body, "x_sim_token_delay", settings.token_delay),
         first_token_delay=_given(body, "x_sim_first_token_delay", settings.first_token_delay),
         fail_after=body.get("x_sim_fail_after"),
         stall_after=body.get("x_sim_stall_after"),
         usage=body.get("x_sim_usage") or None,
         break_how=body.get("x_sim_break"),
-        id=f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
+        id=id,
         created=int(time.time()),
     )
 
 
-def _fits(prompt: int, wanted: int, max_model_len: int) -> None:
+def an_object(body: Any) -> dict[str, Any]:
+    """A JSON body must be an object."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "Invalid JSON body.")
+    return body
+
+
+def served_model(body: dict[str, Any], settings: Settings) -> str:
+    """The body's ``model`` (a checked string or absent), the first served one by default;
+    a model not served is a 404, unless the server echoes any name (``--echo-model``)."""
+    model = body.get("model") or settings.models[0]
+    if model not in settings.models and not settings.echo_model:
+        raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
+    return str(model)
+
+
+def fits(prompt: int, wanted: int, max_model_len: int) -> None:
     if prompt + wanted > max_model_len:
         raise ApiError(
             400,
@@ -108,15 +149,15 @@ def _given(body: dict[str, Any], name: str, default: float) -> float:
 # --- the checks --------------------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, float)
+def is_number(value: Any) -> bool:
+    return is_int(value) or isinstance(value, float)
 
 
-def _at_least_one(value: int) -> str | None:
+def at_least_one(value: int) -> str | None:
     return None if value >= 1 else f"must be at least 1, got {value}."
 
 
@@ -126,67 +167,73 @@ def _a_delay(value: float) -> str | None:
 
 # name → (type test, what it should be, value test giving the complaint). None is always allowed.
 Check = tuple[Callable[[Any], bool], str, Callable[[Any], str | None] | None]
-FIELDS: dict[str, Check] = {
-    "model": (lambda v: isinstance(v, str), "a valid string", None),
-    "stream": (lambda v: isinstance(v, bool), "a valid boolean", None),
-    "stream_options": (lambda v: isinstance(v, dict), "a valid dictionary", None),
-    "max_tokens": (_is_int, "a valid integer", _at_least_one),
-    "max_completion_tokens": (_is_int, "a valid integer", _at_least_one),
-    "n": (_is_int, "a valid integer", _at_least_one),
-    "x_sim_token_delay": (_is_number, "a valid number", _a_delay),
-    "x_sim_first_token_delay": (_is_number, "a valid number", _a_delay),
-    "x_sim_fail_after": (_is_int, "a valid integer", None),
-    "x_sim_stall_after": (_is_int, "a valid integer", None),
+KNOBS: dict[str, Check] = {
+    "x_sim_token_delay": (is_number, "a valid number", _a_delay),
+    "x_sim_first_token_delay": (is_number, "a valid number", _a_delay),
+    "x_sim_fail_after": (is_int, "a valid integer", None),
+    "x_sim_stall_after": (is_int, "a valid integer", None),
     "x_sim_break": (lambda v: v in BREAKS, "'close' or 'garbage'", None),
 }
+MODEL: Check = (lambda v: isinstance(v, str), "a valid string", None)
+BOOLEAN: Check = (lambda v: isinstance(v, bool), "a valid boolean", None)
+COUNT: Check = (is_int, "a valid integer", at_least_one)
+FIELDS: dict[str, Check] = {
+    "model": MODEL,
+    "stream": BOOLEAN,
+    "stream_options": (lambda v: isinstance(v, dict), "a valid dictionary", None),
+    "max_tokens": COUNT,
+    "max_completion_tokens": COUNT,
+    "n": COUNT,
+    **KNOBS,
+}
 OPTIONS: dict[str, Check] = {
-    "include_usage": FIELDS["stream"],
-    "continuous_usage_stats": FIELDS["stream"],
+    "include_usage": BOOLEAN,
+    "continuous_usage_stats": BOOLEAN,
 }
 
 
 def _check(body: dict[str, Any], chat: bool) -> None:
-    _check_fields(body, FIELDS, "")
+    check_fields(body, FIELDS, "")
     if isinstance(body.get("stream_options"), dict):
-        _check_fields(body["stream_options"], OPTIONS, "stream_options.")
+        check_fields(body["stream_options"], OPTIONS, "stream_options.")
     if chat:
-        _check_messages(body.get("messages"))
+        check_messages(body.get("messages"))
     else:
         _check_prompt(body.get("prompt"))
 
 
-def _check_fields(body: dict[str, Any], checks: dict[str, Check], prefix: str) -> None:
+def check_fields(body: dict[str, Any], checks: dict[str, Check], prefix: str) -> None:
     for name, (is_type, expected, complaint) in checks.items():
         value = body.get(name)
         if value is None:
             continue
         if not is_type(value):
-            _invalid(prefix + name, f"Input should be {expected}")
+            invalid(prefix + name, f"Input should be {expected}")
         problem = complaint(value) if complaint else None
         if problem:
             raise ApiError(400, f"{prefix + name} {problem}", param=prefix + name)
 
 
-def _check_messages(messages: Any) -> None:
+def check_messages(messages: Any) -> None:
     """A list of message objects whose content is a string, a list of parts or null."""
     if messages is None:
         return
     if not isinstance(messages, list):
-        _invalid("messages", "Input should be a valid list")
+        invalid("messages", "Input should be a valid list")
     for i, message in enumerate(messages):
         where = f"messages.{i}"
         if not isinstance(message, dict):
-            _invalid(where, "Input should be a valid dictionary")
+            invalid(where, "Input should be a valid dictionary")
         content = message.get("content")
         if content is None or isinstance(content, str):
             continue
         if not isinstance(content, list):
-            _invalid(f"{where}.content", "Input should be a valid string or list")
+            invalid(f"{where}.content", "Input should be a valid string or list")
         for j, part in enumerate(content):
             if not isinstance(part, dict):
-                _invalid(f"{where}.content.{j}", "Input should be a valid dictionary")
+                invalid(f"{where}.content.{j}", "Input should be a valid dictionary")
             if not isinstance(part.get("text", ""), str | None):
-                _invalid(f"{where}.content.{j}.text", "Input should be a valid string")
+                invalid(f"{where}.content.{j}.text", "Input should be a valid string")
 
 
 def _check_prompt(prompt: Any) -> None:
@@ -194,16 +241,16 @@ def _check_prompt(prompt: Any) -> None:
     if prompt is None or isinstance(prompt, str):
         return
     if not isinstance(prompt, list):
-        _invalid("prompt", "Input should be a valid string or list")
+        invalid("prompt", "Input should be a valid string or list")
     for i, part in enumerate(prompt):
-        if not (isinstance(part, str) or _is_int(part) or _token_ids(part)):
-            _invalid(f"prompt.{i}", "Input should be a string, a token id or a list of token ids")
+        if not (isinstance(part, str) or is_int(part) or _token_ids(part)):
+            invalid(f"prompt.{i}", "Input should be a string, a token id or a list of token ids")
 
 
 def _token_ids(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_int(token) for token in value)
+    return isinstance(value, list) and all(is_int(token) for token in value)
 
 
-def _invalid(where: str, message: str) -> NoReturn:
+def invalid(where: str, message: str) -> NoReturn:
     """A wrong type, worded like pydantic's (vLLM's) validation error."""
     raise ApiError(400, f"1 validation error: {where}: {message}", param=where)

@@ -19,3 +19,8 @@ class Settings:
     api_key: str | None = None
     loading_seconds: float = 0.0
     fail_status: int | None = None
+    # Behaviours of servers that are not vLLM, for the gateway's sake:
+    no_health: bool = False  # GET /health is a 404 (llama.cpp, Ollama)
+    no_stream_usage: bool = False  # streams never carry usage, whatever the client asked
+    sparse_cards: bool = False  # model cards with only id, object and owned_by
+    echo_model: bool = False  # any model name is served, and echoed back

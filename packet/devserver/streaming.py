@@ -34,15 +34,13 @@ def events(stream: Stream) -> Iterator[bytes]:
     """The SSE body: (chat) the role chunk, one chunk per word, the finish, usage, ``[DONE]``."""
     gen, record = stream.gen, stream.record
     try:
-        if gen.first_token_delay:
-            stream.sleep(gen.first_token_delay)
+        prefill(stream)
         if gen.chat:
             yield _chunk(gen, None, None, 0)
-        for sent, word in enumerate(words(gen.max_tokens), 1):
-            if not _next_token(stream, sent):
-                return
-            record["completion_tokens"] = sent
-            yield _chunk(gen, word if sent == 1 else " " + word, None, sent)
+        for sent, piece in paced(stream):
+            yield _chunk(gen, piece, None, sent)
+        if record["disconnected"]:
+            return
         yield _chunk(gen, "", "length", gen.max_tokens)
         if gen.include_usage:
             final = usage(gen.prompt_tokens, gen.max_tokens)
@@ -50,8 +48,24 @@ def events(stream: Stream) -> Iterator[bytes]:
         yield DONE
         record["finished"] = True
     except GeneratorExit:
-        _disconnected(record)
+        disconnected(record)
         raise
+
+
+def prefill(stream: Stream) -> None:
+    """The silence before the first token."""
+    if stream.gen.first_token_delay:
+        stream.sleep(stream.gen.first_token_delay)
+
+
+def paced(stream: Stream) -> Iterator[tuple[int, str]]:
+    """Each token as it is due, as (tokens sent, text piece), counted in the record as it goes;
+    it ends early, the record marked disconnected, if the client has gone."""
+    for sent, word in enumerate(words(stream.gen.max_tokens), 1):
+        if not _next_token(stream, sent):
+            return
+        stream.record["completion_tokens"] = sent
+        yield sent, word if sent == 1 else " " + word
 
 
 def _next_token(stream: Stream, sent: int) -> bool:
@@ -61,7 +75,7 @@ def _next_token(stream: Stream, sent: int) -> bool:
         stream.sleep(gen.token_delay)
     if peer_closed(stream.client):
         # Nothing more is generated or counted: ``completion_tokens`` stays what was sent.
-        _disconnected(stream.record)
+        disconnected(stream.record)
         return False
     if gen.fail_after is not None and sent > gen.fail_after:
         raise ConnectionAbortedError("simulated engine failure")
@@ -70,7 +84,8 @@ def _next_token(stream: Stream, sent: int) -> bool:
     return True
 
 
-def _disconnected(record: dict[str, Any]) -> None:
+def disconnected(record: dict[str, Any]) -> None:
+    """The client left mid-answer: when, for the tests."""
     record["disconnected"], record["disconnected_at"] = True, time.time()
 
 

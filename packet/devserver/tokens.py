@@ -46,7 +46,7 @@ def words(count: int) -> list[str]:
 
 def chat_prompt_tokens(messages: list[dict[str, Any]] | None) -> int:
     """Words in the messages plus the template's tokens per message; never 0."""
-    return sum(CHAT_TEMPLATE_TOKENS + _content(m.get("content")) for m in messages or []) or 1
+    return sum(CHAT_TEMPLATE_TOKENS + content_words(m.get("content")) for m in messages or []) or 1
 
 
 def text_prompt_tokens(prompt: str | list[Any] | None) -> int:
@@ -54,27 +54,28 @@ def text_prompt_tokens(prompt: str | list[Any] | None) -> int:
     if prompt is None:
         return 1
     if isinstance(prompt, str):
-        return max(1, _count(prompt))
+        return max(1, count(prompt))
     return max(1, sum(_piece(part) for part in prompt))
 
 
-def _count(text: str) -> int:
+def count(text: str) -> int:
+    """Words of a text: its tokens."""
     return len(text.split())
 
 
-def _content(content: str | list[dict[str, Any]] | None) -> int:
+def content_words(content: str | list[dict[str, Any]] | None) -> int:
     """A message's content: a string, or parts of which only ``text`` counts."""
     if content is None:
         return 0
     if isinstance(content, str):
-        return _count(content)
-    return sum(_count(part.get("text") or "") for part in content)
+        return count(content)
+    return sum(count(part.get("text") or "") for part in content)
 
 
 def _piece(part: str | int | list[int]) -> int:
     """One element of a batched or tokenized prompt: a string, a token id, or a list of ids."""
     if isinstance(part, str):
-        return _count(part)
+        return count(part)
     if isinstance(part, int):
         return 1
     return len(part)

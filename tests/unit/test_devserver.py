@@ -3,20 +3,18 @@ its answer to any JSON body: a 4xx in vLLM's error shape or a proper answer, nev
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import resource
 import socket
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packet.devserver import Settings, Simulator
 from packet.devserver.server import peer_closed
+from unit.devserver.wsgi import assert_vllm_error, post, simulator
 
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -41,55 +39,6 @@ def test_peer_closed_works_for_descriptors_above_1023():
 
 
 # --- in process: the WSGI app with a clock that does not wait ------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    aborted: bool = False  # the stream died mid-way (the x_sim_fail_after knob)
-    writes: list[bytes] = field(default_factory=list)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def post(app: Simulator, path: str, raw: bytes) -> Answer:
-    """One request straight into the WSGI app, its body read to the end (as a server would)."""
-    started: list[Any] = []
-    writes: list[bytes] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]]) -> Any:
-        started[:] = [int(status.split()[0]), headers]
-        return writes.append
-
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": path,
-        "CONTENT_LENGTH": str(len(raw)),
-        "wsgi.input": io.BytesIO(raw),
-    }
-    chunks, aborted = [], False
-    try:
-        chunks.extend(app(environ, start_response))
-    except ConnectionAbortedError:
-        aborted = True
-    return Answer(started[0], started[1], b"".join(chunks), aborted, writes)
-
-
-def simulator() -> Simulator:
-    return Simulator(Settings(models=("simulated/vllm-demo", "other/model")), sleep=lambda _: None)
-
-
-def assert_vllm_error(answer: Answer) -> None:
-    assert 400 <= answer.status < 500, answer
-    assert ("Content-Type", "application/json") in answer.headers
-    error = answer.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert error["code"] == answer.status
-    assert error["type"] in ("BadRequestError", "NotFoundError")
 
 
 @pytest.mark.parametrize(
