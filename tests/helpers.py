@@ -190,6 +190,22 @@ def wait_rows(database, name: str, count: int, timeout: float = 20.0) -> list:
         time.sleep(0.1)
 
 
+def row_of(database, name: str, request_id: str, timeout: float = 20.0):
+    """The usage row of one request, once the gateway has written it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [r for r in database.run(store.usage_records, name) if r.request_id == request_id]
+        if rows or time.monotonic() > deadline:
+            assert rows, f"no usage row for {request_id}"
+            return rows[0]
+        time.sleep(0.05)
+
+
+def rid() -> dict[str, str]:
+    """Headers giving a request its own id (the SDKs' ``extra_headers``)."""
+    return {"X-Request-ID": f"t-{uuid.uuid4().hex}"}
+
+
 def settled(sim, ids: set[str], timeout: float = 10.0) -> dict[str, dict]:
     """The simulator's records of ``ids`` once each stream has finished or seen its client go."""
     deadline = time.monotonic() + timeout
