@@ -65,7 +65,7 @@ def _one(
     ended = time.perf_counter()
     if resp.status != 200:
         tally.error(f"HTTP {resp.status}: {body[:200]!r}")
-    elif job["stream"] and (b"[DONE]" not in body or b'"error"' in body):
+    elif job["stream"] and (job.get("end", "[DONE]").encode() not in body or b'"error"' in body):
         tally.error(f"stream did not finish cleanly: ...{body[-200:]!r}")
     else:
         tally.latencies.append(ended - began)

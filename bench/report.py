@@ -148,6 +148,18 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
             f"streaming, 0 ms/token (c=1, {plan.stream_tokens} tokens)",
             per_request,
         )
+    if "embeddings_c16" in results:
+        r = results["embeddings_c16"]
+        t.section("embeddings, concurrency 16 (4 inputs)")
+        t.add("requests/s", {x: f"{r[x]['rps']:.0f}" for x in t.targets}, None)
+        t.cpu("CPU per request", {x: cpu_per_request(r[x]) for x in t.proxies}, 1e3, "ms", 1.25)
+    if "responses_stream" in results:
+        _stream(
+            t,
+            "responses_stream",
+            f"Responses API stream, 0 ms/token (c=1, {plan.stream_tokens} tokens)",
+            per_request,
+        )
     if "stream_ttft" in results:
         _stream(t, "stream_ttft", "streaming TTFT, 20 ms/token (c=1, 8 tokens)", None)
     if "stream_20ms" in results:

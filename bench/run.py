@@ -89,6 +89,28 @@ class Target:
     pid: int | None
 
 
+@dataclass(frozen=True)
+class Route:
+    """A route a phase loads: its path, its body for ``tokens`` tokens, how its stream ends."""
+
+    path: str
+    body: Callable[[int], dict[str, Any]]
+    end: str = "[DONE]"
+
+
+CHAT = Route(
+    "/v1/chat/completions", lambda n: {"model": MODEL, "messages": PROMPT, "max_tokens": n}
+)
+EMBEDDINGS = Route(
+    "/v1/embeddings", lambda _n: {"model": MODEL, "input": ["Embed this sentence, please."] * 4}
+)
+RESPONSES = Route(
+    "/v1/responses",
+    lambda n: {"model": MODEL, "input": PROMPT[0]["content"], "max_output_tokens": n},
+    "response.completed",
+)
+
+
 class Bench:
     """One benchmark run: processes, phases, results."""
 
@@ -242,17 +264,21 @@ class Bench:
         delay: float = 0.0,
         sample_rss: bool = False,
         ramp: float = 0.0,
+        route: Route | None = None,
     ) -> dict[str, Any]:
-        """Run one job against ``target``; add the worker's CPU (and peak RSS) over the job."""
+        """Run one job against ``target`` (chat unless ``route`` says otherwise); add the
+        worker's CPU (and peak RSS) over the job."""
         load = self.load
         assert load is not None
-        body: dict[str, Any] = {"model": MODEL, "messages": PROMPT, "max_tokens": tokens}
+        route = route or CHAT
+        body: dict[str, Any] = route.body(tokens)
         if stream:
             body |= {"stream": True, "x_sim_token_delay": delay}
         job = {
             "host": "127.0.0.1",
             "port": target.server.port,
-            "path": "/v1/chat/completions",
+            "path": route.path,
+            "end": route.end,
             "headers": target.headers,
             "body": body,
             "stream": stream,
@@ -287,6 +313,14 @@ class Bench:
                 count=p.requests // 3 if c == 1 else p.requests,
                 seconds=p.seconds,
             )
+        phases["embeddings_c16"] = lambda t: self.measure(
+            t,
+            stream=False,
+            concurrency=16,
+            count=p.requests,
+            seconds=p.seconds,
+            route=EMBEDDINGS,
+        )
         phases["stream_0ms"] = lambda t: self.measure(
             t,
             stream=True,
@@ -294,6 +328,15 @@ class Bench:
             count=p.streams_fast,
             seconds=p.seconds,
             tokens=p.stream_tokens,
+        )
+        phases["responses_stream"] = lambda t: self.measure(
+            t,
+            stream=True,
+            concurrency=1,
+            count=p.streams_fast,
+            seconds=p.seconds,
+            tokens=p.stream_tokens,
+            route=RESPONSES,
         )
         # Time to first token with the upstream pacing its tokens, as a real model does. (With
         # 0 ms per token the simulator floods the core it shares with the load generator, and
@@ -433,7 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", help="limit storage (default: in memory)")
     parser.add_argument(
         "--phases",
-        help="comma-separated subset: nonstream_c1,…,stream_0ms,stream_ttft,stream_20ms,many_streams",
+        help="comma-separated subset: nonstream_c1,…,embeddings_c16,stream_0ms,responses_stream,"
+        "stream_ttft,stream_20ms,many_streams",
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat each phase; report medians")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
