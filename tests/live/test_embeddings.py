@@ -8,7 +8,7 @@ import struct
 
 import openai
 import pytest
-from helpers import PRICES, charge, rid, row_of, send, settled_balance
+from helpers import PRICES, charge, rid, row_of, send, settled_balance, wait_rows
 from openai import AsyncOpenAI
 
 pytestmark = pytest.mark.live
@@ -83,6 +83,8 @@ def test_async_client_embeds_concurrently(live):
         return [r.usage.prompt_tokens for r in results]
 
     assert asyncio.run(main()) == [3] * 8
+    rows = wait_rows(live.database, name, 8)
+    assert [r.prompt_tokens for r in rows] == [3] * 8
 
 
 @pytest.mark.parametrize(
