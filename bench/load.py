@@ -13,6 +13,7 @@ monkey.patch_all()
 
 import http.client  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -58,20 +59,25 @@ def _one(
         while chunk := resp.read1(65536):
             if first is None and b"data:" in chunk:
                 first = time.perf_counter()
-            tail = (tail + chunk)[-256:]
+            tail = (tail + chunk)[-8192:]  # a Responses stream ends with the whole response
         body = tail
     else:
         body = resp.read()
     ended = time.perf_counter()
     if resp.status != 200:
         tally.error(f"HTTP {resp.status}: {body[:200]!r}")
-    elif job["stream"] and (job.get("end", "[DONE]").encode() not in body or b'"error"' in body):
+    elif job["stream"] and (job.get("end", "[DONE]").encode() not in body or _failed(body)):
         tally.error(f"stream did not finish cleanly: ...{body[-200:]!r}")
     else:
         tally.latencies.append(ended - began)
         if first is not None:
             tally.ttfts.append(first - began)
     return not resp.will_close
+
+
+def _failed(tail: bytes) -> bool:
+    """An in-band error object at the end of a stream (not a response's ``"error": null``)."""
+    return re.search(rb'"error":\s*\{', tail) is not None
 
 
 def _worker(
