@@ -17,17 +17,17 @@ from requests.adapters import HTTPAdapter
 
 
 def create_app() -> Flask:
-    """One pooled session; every POST under /v1 goes to ``BARE_UPSTREAM`` unchanged."""
+    """One pooled session; every POST goes to the same path of ``BARE_UPSTREAM`` unchanged."""
     upstream = os.environ["BARE_UPSTREAM"].rstrip("/")
     session = requests.Session()
     session.trust_env = False
     session.mount("http://", HTTPAdapter(pool_maxsize=1000, max_retries=0))
     app = Flask(__name__)
 
-    @app.post("/v1/<path:path>")
+    @app.post("/<path:path>")
     def passthrough(path: str) -> Response:
         answer = session.post(
-            f"{upstream}/v1/{path}",
+            f"{upstream}/{path}",
             data=request.get_data(),
             headers={"Content-Type": "application/json"},
             stream=True,

@@ -130,6 +130,17 @@ class Table:
         )
 
 
+NONSTREAM_ROUTES = {
+    "embeddings": "embeddings (4 inputs)",
+    "rerank": "rerank (3 documents)",
+    "tokenize": "tokenize",
+}
+STREAM_ROUTES = {
+    "responses_stream": "Responses API stream",
+    "messages_stream": "Anthropic Messages stream",
+}
+
+
 def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) -> str:
     """The whole report as text: a heading, the table, and how to read it (missing phases
     are left out)."""
@@ -148,18 +159,15 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
             f"streaming, 0 ms/token (c=1, {plan.stream_tokens} tokens)",
             per_request,
         )
-    if "embeddings_c16" in results:
-        r = results["embeddings_c16"]
-        t.section("embeddings, concurrency 16 (4 inputs)")
-        t.add("requests/s", {x: f"{r[x]['rps']:.0f}" for x in t.targets}, None)
-        t.cpu("CPU per request", {x: cpu_per_request(r[x]) for x in t.proxies}, 1e3, "ms", 1.25)
-    if "responses_stream" in results:
-        _stream(
-            t,
-            "responses_stream",
-            f"Responses API stream, 0 ms/token (c=1, {plan.stream_tokens} tokens)",
-            per_request,
-        )
+    for name, title in NONSTREAM_ROUTES.items():
+        if name in results:
+            r = results[name]
+            t.section(f"{title}, concurrency 16")
+            t.add("requests/s", {x: f"{r[x]['rps']:.0f}" for x in t.targets}, None)
+            t.cpu("CPU per request", {x: cpu_per_request(r[x]) for x in t.proxies}, 1e3, "ms", 1.25)
+    for name, title in STREAM_ROUTES.items():
+        if name in results:
+            _stream(t, name, f"{title}, 0 ms/token (c=1, {plan.stream_tokens} tokens)", per_request)
     if "stream_ttft" in results:
         _stream(t, "stream_ttft", "streaming TTFT, 20 ms/token (c=1, 8 tokens)", None)
     if "stream_20ms" in results:

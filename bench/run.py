@@ -101,14 +101,42 @@ class Route:
 CHAT = Route(
     "/v1/chat/completions", lambda n: {"model": MODEL, "messages": PROMPT, "max_tokens": n}
 )
-EMBEDDINGS = Route(
-    "/v1/embeddings", lambda _n: {"model": MODEL, "input": ["Embed this sentence, please."] * 4}
-)
-RESPONSES = Route(
-    "/v1/responses",
-    lambda n: {"model": MODEL, "input": PROMPT[0]["content"], "max_output_tokens": n},
-    "response.completed",
-)
+HELLO = [{"role": "user", "content": "Say hello to the benchmark."}]
+# The other routes' rows: name → (route, streamed). Each is loaded like chat's c=16 row (or its
+# 0 ms/token stream) against the bare passthrough of the same route.
+ROUTES: dict[str, tuple[Route, bool]] = {
+    "embeddings": (
+        Route(
+            "/v1/embeddings",
+            lambda _n: {"model": MODEL, "input": ["Embed this sentence, please."] * 4},
+        ),
+        False,
+    ),
+    "rerank": (
+        Route(
+            "/v1/rerank",
+            lambda _n: {"model": MODEL, "query": "cat", "documents": ["a cat", "a dog", "a hat"]},
+        ),
+        False,
+    ),
+    "tokenize": (Route("/tokenize", lambda _n: {"model": MODEL, "prompt": "Count me."}), False),
+    "responses_stream": (
+        Route(
+            "/v1/responses",
+            lambda n: {"model": MODEL, "input": PROMPT[0]["content"], "max_output_tokens": n},
+            "response.completed",
+        ),
+        True,
+    ),
+    "messages_stream": (
+        Route(
+            "/v1/messages",
+            lambda n: {"model": MODEL, "messages": HELLO, "max_tokens": n},
+            "message_stop",
+        ),
+        True,
+    ),
+}
 
 
 class Bench:
@@ -313,14 +341,6 @@ class Bench:
                 count=p.requests // 3 if c == 1 else p.requests,
                 seconds=p.seconds,
             )
-        phases["embeddings_c16"] = lambda t: self.measure(
-            t,
-            stream=False,
-            concurrency=16,
-            count=p.requests,
-            seconds=p.seconds,
-            route=EMBEDDINGS,
-        )
         phases["stream_0ms"] = lambda t: self.measure(
             t,
             stream=True,
@@ -329,15 +349,16 @@ class Bench:
             seconds=p.seconds,
             tokens=p.stream_tokens,
         )
-        phases["responses_stream"] = lambda t: self.measure(
-            t,
-            stream=True,
-            concurrency=1,
-            count=p.streams_fast,
-            seconds=p.seconds,
-            tokens=p.stream_tokens,
-            route=RESPONSES,
-        )
+        for name, (route, streamed) in ROUTES.items():
+            phases[name] = functools.partial(
+                self.measure,
+                stream=streamed,
+                concurrency=1 if streamed else 16,
+                count=p.streams_fast if streamed else p.requests,
+                seconds=p.seconds,
+                tokens=p.stream_tokens,
+                route=route,
+            )
         # Time to first token with the upstream pacing its tokens, as a real model does. (With
         # 0 ms per token the simulator floods the core it shares with the load generator, and
         # the first event's arrival measures that contention more than the relay.)
@@ -476,8 +497,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", help="limit storage (default: in memory)")
     parser.add_argument(
         "--phases",
-        help="comma-separated subset: nonstream_c1,…,embeddings_c16,stream_0ms,responses_stream,"
-        "stream_ttft,stream_20ms,many_streams",
+        help="comma-separated subset: nonstream_c1,…,stream_0ms,embeddings,rerank,tokenize,"
+        "responses_stream,messages_stream,stream_ttft,stream_20ms,many_streams",
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat each phase; report medians")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
