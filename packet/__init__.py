@@ -52,6 +52,8 @@ def configure(app: Flask, settings: Settings) -> None:
             "socket_timeout": settings.limits_storage_timeout,
         },
         JSON_SORT_KEYS=False,
+        # Static files are the docs page's assets, whose URLs carry their content's fingerprint.
+        SEND_FILE_MAX_AGE_DEFAULT=365 * 24 * 3600,
     )
     if isinstance(app.json, DefaultJSONProvider):  # Flask's own, the one the app uses
         app.json.sort_keys = False
@@ -181,12 +183,14 @@ def register_errorhandlers(app: Flask) -> None:
 
 def register_blueprints(app: Flask, settings: Settings) -> None:
     from .api import bp as v1
+    from .api.docs import bp as docs
     from .api.health import bp as health
     from .api.vllm import root
 
     app.register_blueprint(v1)
     app.register_blueprint(root)
     app.register_blueprint(health)
+    app.register_blueprint(docs)
     if settings.admin_token:
         from .admin import bp as admin
 
