@@ -22,7 +22,7 @@ from werkzeug.routing import Rule
 from ..gateway.inbound import ANTHROPIC, OPENAI, Route
 from ..protocol import messages
 from . import components
-from .bodies import custom_field, schema_name
+from .bodies import FILE, custom_field, schema_name
 
 TITLE = "Packet gateway"
 FALLBACK_VERSION = "0.1.0"  # pyproject.toml's, for a checkout that is not pip-installed
@@ -37,6 +37,7 @@ TAGS = {
     "Responses": "The Responses API (OpenAI); stored responses live on the replica that made them.",
     "Anthropic Messages": "Anthropic's Messages API as vLLM serves it; Anthropic's envelope.",
     "vLLM": "vLLM's own rerank, score and tokenizer routes.",
+    "Audio": "Transcriptions and translations: a multipart upload (OpenAI).",
     "Models": "The models the caller's running endpoints serve.",
     "Health": "The gateway's readiness; with a key, the caller's endpoints too.",
 }
@@ -45,6 +46,7 @@ _TAG_OF_ROUTE = {
     "completions": "Chat",
     "embeddings": "Embeddings",
     "responses": "Responses",
+    "audio": "Audio",
 }
 
 
@@ -122,16 +124,21 @@ def _errors(family: str, statuses: tuple[int, ...]) -> dict[int, str]:
     return {status: f"OpenAIError{status}" for status in sorted(statuses)}
 
 
-def _ok(summary: str, schema: str | dict[str, Any], stream: bool = False) -> dict[str, Any]:
+def _ok(
+    summary: str, schema: str | dict[str, Any], stream: bool = False, family: str = OPENAI
+) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": schema}}
     if stream:
         content["text/event-stream"] = {
             "schema": {"type": "string", "description": "Server-sent events, when `stream`."}
         }
+    headers = list(components.RATE_LIMIT_HEADERS)
+    if family == ANTHROPIC:
+        headers += components.ANTHROPIC_RATE_LIMIT_HEADERS
     return {
         "description": summary or "OK",
         "content": content,
-        "headers": {name: name for name in components.RATE_LIMIT_HEADERS},
+        "headers": {name: name for name in headers},
     }
 
 
@@ -151,11 +158,17 @@ def _proxied(route: Route, summary: str) -> dict[str, Any]:
         ],
         "security": [{"bearer": []}, {"x-api-key": []}] if anthropic else [{"bearer": []}],
         "responses": {
-            200: _ok(summary, {"type": "object"}, stream=route.wire.stream is not None),
+            200: _ok(summary, {"type": "object"}, route.wire.stream is not None, route.family),
             **_errors(route.family, _BODY_ERRORS if route.schema else _PROXIED_ERRORS),
         },
     }
-    if route.schema is not None:
+    if route.multipart:
+        form = {"allOf": [type(route.schema), {"properties": {"file": FILE}, "required": ["file"]}]}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": form}},
+        }
+    elif route.schema is not None:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": type(route.schema)}},

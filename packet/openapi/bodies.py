@@ -16,7 +16,7 @@ from marshmallow import Schema, fields
 from .. import schemas
 from ..gateway import routes
 from ..gateway.inbound import Route
-from ..protocol import messages, responses, scoring, tokenizer
+from ..protocol import audio, messages, responses, scoring, tokenizer
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _TOKENS = {"type": "array", "items": {"type": "integer"}}
@@ -54,7 +54,11 @@ FIELD_SHAPES: dict[type[fields.Field[Any]], dict[str, Any]] = {
         "items": {"anyOf": [{"type": "string"}, {"type": "object"}]},
     },
     tokenizer.TokensField: _TOKENS,
+    audio.FormBool: {"type": "string", "enum": ["true", "false"]},
+    audio.FormNumber: {"type": "string", "description": "A number, as a form field."},
 }
+# The upload of a multipart route's form, beside its text fields.
+FILE = {"type": "string", "format": "binary", "description": "The audio file."}
 
 
 def schema_name(schema: type[Schema] | Schema) -> str:

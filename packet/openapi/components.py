@@ -20,6 +20,15 @@ RATE_LIMIT_HEADERS = {
     "x-ratelimit-remaining-tokens": "Tokens left in the current window.",
     "x-ratelimit-reset-tokens": "Time until the token window resets, e.g. `42s`.",
 }
+# Anthropic's spelling, on the Messages routes (beside the above); resets are RFC 3339 times.
+ANTHROPIC_RATE_LIMIT_HEADERS = {
+    "anthropic-ratelimit-requests-limit": "Requests per minute of the caller's tier.",
+    "anthropic-ratelimit-requests-remaining": "Requests left in the current window.",
+    "anthropic-ratelimit-requests-reset": "When the request window resets (RFC 3339).",
+    "anthropic-ratelimit-tokens-limit": "Tokens per minute of the caller's tier.",
+    "anthropic-ratelimit-tokens-remaining": "Tokens left in the current window.",
+    "anthropic-ratelimit-tokens-reset": "When the token window resets (RFC 3339).",
+}
 # The statuses the gateway itself answers with, in OpenAI's terms (Anthropic's differ: 503→529).
 ERRORS = {
     400: "The request is not valid; `param` names the offending field.",
@@ -106,7 +115,7 @@ def register(spec: APISpec) -> None:
             "description": "The same key as the Anthropic SDK sends it (Anthropic routes only).",
         },
     )
-    for name, description in RATE_LIMIT_HEADERS.items():
+    for name, description in (RATE_LIMIT_HEADERS | ANTHROPIC_RATE_LIMIT_HEADERS).items():
         components.header(name, {"description": description, "schema": {"type": "string"}})
     components.header(
         "Retry-After",

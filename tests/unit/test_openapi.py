@@ -13,7 +13,14 @@ from packet.openapi import build, document
 VERBS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 NOT_PUBLIC = ("/admin", "/metrics", "/static", "/docs", "/openapi.json")
 ROOT_VLLM = ("/rerank", "/v2/rerank", "/score", "/tokenize", "/detokenize")
-STREAMING = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages")
+STREAMING = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+)
 
 
 @pytest.fixture
@@ -111,6 +118,27 @@ def test_custom_fields_have_meaningful_schemas(doc):
         if not prop
     ]
     assert empty == [("RerankRequest", "query")]
+
+
+def test_audio_routes_take_a_multipart_form_with_a_file(doc):
+    body = doc["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]
+    form = body["content"]["multipart/form-data"]["schema"]
+    ref, upload = form["allOf"]
+    assert ref == {"$ref": "#/components/schemas/TranscriptionRequest"}
+    assert upload["required"] == ["file"] and upload["properties"]["file"]["format"] == "binary"
+    fields = doc["components"]["schemas"]["TranscriptionRequest"]["properties"]
+    assert fields["stream"]["enum"] == ["true", "false"]
+    assert "verbose_json" in fields["response_format"]["enum"]
+
+
+def test_anthropic_answers_declare_anthropics_rate_limit_headers_too(doc):
+    headers = doc["paths"]["/v1/messages"]["post"]["responses"]["200"]["headers"]
+    assert (
+        "anthropic-ratelimit-tokens-remaining" in headers
+        and "x-ratelimit-limit-requests" in headers
+    )
+    chat = doc["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["headers"]
+    assert not any(name.startswith("anthropic-") for name in chat)
 
 
 def test_streaming_routes_offer_event_streams(doc):
