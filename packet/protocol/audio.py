@@ -17,7 +17,7 @@ from marshmallow import ValidationError, fields, validate
 from ..schemas import Open
 from ..upstream.sse import CHAT_FORMATS, StreamFormat
 from ..usage import Bounds
-from .wire import Estimate, OnId, Wire, text_tokens
+from .wire import Estimate, OnId, Wire, input_output, text_tokens
 
 FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 TRUE, FALSE = ("true", "1"), ("false", "0")
@@ -75,10 +75,7 @@ def _usage(answer: dict[str, Any]) -> Any:
     if not isinstance(report, dict):
         return None
     if report.get("type") == "tokens":
-        return {
-            "prompt_tokens": report.get("input_tokens"),
-            "completion_tokens": report.get("output_tokens"),
-        }
+        return input_output(report)
     if "completion_tokens" in report:
         return {
             "prompt_tokens": report.get("prompt_tokens", 0),

@@ -13,7 +13,7 @@ from marshmallow import ValidationError, fields, validate
 
 from ..schemas import MAX_TOKENS, Open, StrictBool, StrictNumber, integer, number
 from ..upstream.sse import StreamFormat, StreamResult, named, named_event
-from .wire import OnId, Wire, as_dicts, generation, text_tokens
+from .wire import OnId, Wire, answer_input_output, as_dicts, generation, input_output, text_tokens
 
 # The Anthropic routes' common prefix: their errors and keys follow Anthropic's conventions.
 PATHS = "/v1/messages"
@@ -98,19 +98,6 @@ class CountTokensSchema(Open):
     system = SystemField(allow_none=True)
 
 
-def normalized(report: Any) -> Any:
-    if not isinstance(report, dict):
-        return None
-    return {
-        "prompt_tokens": report.get("input_tokens"),
-        "completion_tokens": report.get("output_tokens"),
-    }
-
-
-def _usage(answer: dict[str, Any]) -> Any:
-    return normalized(answer.get("usage"))
-
-
 def count(answer: dict[str, Any]) -> int:
     blocks = as_dicts(answer.get("content"))
     return text_tokens(
@@ -135,7 +122,7 @@ def inspect(event: bytes, result: StreamResult) -> bytes | None:
         result.relayed_tokens += 1
     elif name == b"message_start":
         message = data.get("message")
-        report = normalized(message.get("usage") if isinstance(message, dict) else None)
+        report = input_output(message.get("usage") if isinstance(message, dict) else None)
         if report is not None:
             result.usage = report
     elif name == b"message_delta":
@@ -169,4 +156,4 @@ def max_tokens(body: dict[str, Any]) -> int | None:
 
 SCHEMA = MessagesSchema()
 COUNT_SCHEMA = CountTokensSchema()
-MESSAGES = Wire(generation(max_tokens), _usage, count, stream)
+MESSAGES = Wire(generation(max_tokens), answer_input_output, count, stream)

@@ -15,7 +15,7 @@ from marshmallow import ValidationError, fields
 from ..schemas import Open, StrictBool, number
 from ..schemas import integer as integer_field
 from ..upstream.sse import StreamFormat, StreamResult, named, named_event
-from .wire import Wire, as_dicts, generation, text_tokens
+from .wire import Wire, answer_input_output, as_dicts, generation, input_output, text_tokens
 
 # Events whose data carries the finished response (and its usage): the stream ends there.
 FINAL = (b"response.completed", b"response.incomplete", b"response.failed")
@@ -50,20 +50,6 @@ class ResponseSchema(Open):
     previous_response_id = fields.String(allow_none=True)
     tools = fields.List(fields.Dict(), allow_none=True)
     user = fields.String(allow_none=True)
-
-
-def normalized(report: Any) -> Any:
-    """A Responses usage report in the meter's terms."""
-    if not isinstance(report, dict):
-        return None
-    return {
-        "prompt_tokens": report.get("input_tokens"),
-        "completion_tokens": report.get("output_tokens"),
-    }
-
-
-def _usage(answer: dict[str, Any]) -> Any:
-    return normalized(answer.get("usage"))
 
 
 def count(answer: dict[str, Any]) -> int:
@@ -103,7 +89,7 @@ def stream_format(_body: dict[str, Any], on_id: Callable[[str], None] | None) ->
                 heard.append(response["id"])
                 on_id(response["id"])
             if response.get("usage") is not None:
-                result.usage = normalized(response["usage"])
+                result.usage = input_output(response["usage"])
         if name in FINAL:
             result.done = True
             if name == b"response.failed":
@@ -126,4 +112,4 @@ def max_output_tokens(body: dict[str, Any]) -> int | None:
 
 
 SCHEMA = ResponseSchema()
-RESPONSES = Wire(generation(max_output_tokens), _usage, count, stream_format)
+RESPONSES = Wire(generation(max_output_tokens), answer_input_output, count, stream_format)

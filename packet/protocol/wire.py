@@ -83,6 +83,22 @@ def generation(max_tokens: Callable[[dict[str, Any]], int | None]) -> Estimator:
     return estimate
 
 
+def input_output(report: Any) -> Any:
+    """A usage report counted in ``input_tokens``/``output_tokens`` (Responses, Anthropic) in
+    the meter's terms."""
+    if not isinstance(report, dict):
+        return None
+    return {
+        "prompt_tokens": report.get("input_tokens"),
+        "completion_tokens": report.get("output_tokens"),
+    }
+
+
+def answer_input_output(answer: dict[str, Any]) -> Any:
+    """The ``usage`` of a whole answer, counted in ``input_tokens``/``output_tokens``."""
+    return input_output(answer.get("usage"))
+
+
 def text_tokens(texts: Any) -> int:
     """Tokens guessed from answer texts (four characters a token)."""
     return -(-sum(len(text) for text in texts if isinstance(text, str)) // 4)
