@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from flask import Flask, g, request
+from flask import Flask, request
 
 from . import keys, store
 from .auth_throttle import AuthThrottle
 from .errors import InvalidAPIKey
+from .exchange import current
 from .protocol import messages
 
 _NEGATIVE_TTL = 2.0
@@ -149,4 +150,4 @@ def init_app(app: Flask, cache: KeyCache, throttle: AuthThrottle) -> None:
     @app.before_request
     def _authenticate() -> None:
         if request.blueprint in ("v1", "vllm"):
-            g.principal = authenticate(cache, throttle)
+            current().principal = authenticate(cache, throttle)

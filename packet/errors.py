@@ -15,10 +15,11 @@ import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .envelope import INTERNAL_ERROR, error_body
+from .exchange import current
 from .protocol import messages
 from .schemas import first_error
 
@@ -213,7 +214,7 @@ def render(error: APIError) -> Response:
     response = Response(orjson.dumps(body), status=status, mimetype="application/json")
     for name, value in error.headers.items():
         response.headers[name] = value
-    g.error = error
+    current().error = error
     return response
 
 

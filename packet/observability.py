@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -23,6 +23,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .exchange import begin, current
 from .runtime import runtime
 
 request_log = logging.getLogger("packet.request")
@@ -81,22 +82,21 @@ def observe(route: str, status: int, seconds: float, prompt: int = 0, completion
 
 def _begin() -> None:
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
-    g.started = time.perf_counter()
+    begin(incoming if _REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}")
 
 
 def _finish(response: Response) -> Response:
-    response.headers["X-Request-ID"] = g.get("request_id", "")
-    if g.get("metered"):
+    exchange = current()
+    response.headers["X-Request-ID"] = exchange.request_id
+    if exchange.metered:
         return response
-    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    elapsed = time.perf_counter() - exchange.started
     route = request.url_rule.rule if request.url_rule else "unmatched"
     observe(route, response.status_code, elapsed)
-    principal = g.get("principal")
-    error = g.get("error")
+    principal, error = exchange.principal, exchange.error
     request_log.info(
         "request_id=%s account=%s method=%s path=%s status=%s latency_ms=%d%s",
-        g.get("request_id"),
+        exchange.request_id,
         principal.account_id if principal else "-",
         request.method,
         request.path,

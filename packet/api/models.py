@@ -2,10 +2,11 @@
 
 from typing import Any
 
-from flask import g, jsonify
+from flask import jsonify
 from flask.typing import ResponseReturnValue
 
 from ..errors import ModelNotFound
+from ..exchange import current
 from ..gateway.targets import endpoint_triples
 from ..runtime import runtime
 from . import bp
@@ -13,7 +14,9 @@ from . import bp
 
 def _served() -> dict[str, dict[str, Any]]:
     rt = runtime()
-    states = rt.discovery.states(endpoint_triples(rt.settings, g.principal))
+    principal = current().principal
+    assert principal is not None  # the v1 blueprint authenticates first
+    states = rt.discovery.states(endpoint_triples(rt.settings, principal))
     return rt.discovery.served_models(states)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from ..body import read_body, receiving
 from ..config import Settings
+from ..exchange import current
 from ..gateway.inbound import Inbound, Route
 from ..gateway.pipeline import serve
 from ..limits import counted_at_admission, note_admission
@@ -23,8 +24,17 @@ def proxied(route: Route, resource: str | None = None) -> Response:
     upload = _upload(rt.settings) if route.multipart else None
     json_body = route.schema is not None and upload is None
     raw = read_body(rt.settings.request_read_timeout) if json_body else b""
+    exchange = current()
+    assert exchange.principal is not None  # the v1 blueprints authenticate first
     inbound = Inbound(
-        g.principal, route, raw, g.request_id, g.started, resource, request.query_string, upload
+        exchange.principal,
+        route,
+        raw,
+        exchange.request_id,
+        exchange.started,
+        resource,
+        request.query_string,
+        upload,
     )
     try:
         answer = serve(rt, inbound)
@@ -33,7 +43,7 @@ def proxied(route: Route, resource: str | None = None) -> Response:
             upload.close()  # sent by now: the answer is read after the whole body went
         if inbound.counted:
             note_admission(inbound.admission)
-        g.metered = inbound.metered
+        exchange.metered = inbound.metered
     return Response(
         answer.body, status=answer.status, mimetype=answer.mimetype, headers=answer.headers
     )

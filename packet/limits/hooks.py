@@ -7,15 +7,19 @@ import contextlib
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
 from ..errors import APIError, RateLimitExceeded
+from ..exchange import Exchange, current
 from ..protocol.messages import PATHS as ANTHROPIC_PATHS
 from ..runtime import runtime
 from .admission import count, refuse_over
 from .window import TokenReservation, WindowLimits, tier_figures
+
+if TYPE_CHECKING:
+    from ..auth import Principal
 
 
 def duration(seconds: float) -> str:
@@ -30,23 +34,30 @@ def duration(seconds: float) -> str:
 
 def request_key() -> str:
     """The caller's request counter identity (Flask-Limiter requires a key function)."""
-    return f"account:{g.principal.account_id}/{runtime().limits.bounds()[0]}"
+    return f"account:{_principal().account_id}/{runtime().limits.bounds()[0]}"
 
 
 def admit(estimate: int | None) -> TokenReservation | None:
-    """:func:`count` for the current Flask request; the counts are kept on ``g`` for the
-    headers, which then need no storage read."""
-    rt = runtime()
-    reservation = count(rt, g.principal, estimate)
+    """:func:`count` for the current Flask request; the counts are kept on its exchange for
+    the headers, which then need no storage read."""
+    rt, principal = runtime(), _principal()
+    reservation = count(rt, principal, estimate)
     note_admission(reservation)
-    refuse_over(rt, g.principal, reservation)
+    refuse_over(rt, principal, reservation)
     return reservation
 
 
 def note_admission(reservation: TokenReservation | None) -> None:
-    """Keep an admission's counts on ``g`` for :func:`rate_limit_headers`."""
-    g.token_reservation = reservation
-    g.requests_counted = None if reservation is None else reservation.requests
+    """Keep an admission's counts on the exchange for :func:`rate_limit_headers`."""
+    exchange = current()
+    exchange.counted, exchange.admission = True, reservation
+    exchange.requests_counted = None if reservation is None else reservation.requests
+
+
+def _principal() -> Principal:
+    principal = current().principal
+    assert principal is not None  # the limited blueprints authenticate first
+    return principal
 
 
 def counted_at_admission(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,10 +84,11 @@ def rate_limit_headers(response: Response) -> Response:
     The figures come from this request's own admission; a request that ended before it (bad
     body, unknown model) is counted here, and a storage failure then only costs the headers.
     """
-    principal = g.get("principal")
+    exchange = current()
+    principal = exchange.principal
     if principal is None:
         return response
-    if "requests_counted" not in g:
+    if not exchange.counted:
         with contextlib.suppress(APIError):
             admit(None)
     rt = runtime()
@@ -85,9 +97,9 @@ def rate_limit_headers(response: Response) -> Response:
     now = limits.clock()
     reset_at = limits.bounds(now)[1]
     rpm, tpm = str(figures["rpm"]), figures["tpm"]
-    requests_used = g.get("requests_counted") or 0  # None: not counted (storage down)
+    requests_used = exchange.requests_counted or 0  # None: not counted (storage down)
     requests_left = str(max(0, figures["rpm"] - requests_used))
-    tokens_used, tokens_reset = _tokens_used(limits, principal.account_id, tpm, reset_at)
+    tokens_used, tokens_reset = _tokens_used(exchange, limits, principal.account_id, tpm, reset_at)
     tokens_left = str(max(0, tpm - tokens_used))
     # None of these is set before, so append (extend): update (replace) would look each up first.
     if request.path.startswith(ANTHROPIC_PATHS):
@@ -121,11 +133,13 @@ def _rfc3339(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _tokens_used(limits: WindowLimits, account_id: int, tpm: int, reset_at: int) -> tuple[int, int]:
-    reservation: TokenReservation | None = g.get("token_reservation")
+def _tokens_used(
+    exchange: Exchange, limits: WindowLimits, account_id: int, tpm: int, reset_at: int
+) -> tuple[int, int]:
+    reservation = exchange.admission
     if reservation is not None:
         return reservation.counter, reservation.reset_at
-    error: Any = g.get("error")
+    error = exchange.error
     if isinstance(error, RateLimitExceeded) and error.type == "tokens":
         return tpm, reset_at
     used = limits.used(account_id)
