@@ -141,5 +141,37 @@ def count_answer(answer: Any) -> int:
     return -(-chars // 4)
 
 
+MESSAGE_TOKENS = 4  # what a chat template adds around each message, about
+
+
+def count_prompt(body: dict[str, Any]) -> int:
+    """Prompt tokens guessed from a chat's messages or a completion's prompt (four characters
+    a token, token ids one each): what is billed when the upstream reports no usage."""
+    chars, tokens = 0, 0
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        tokens += MESSAGE_TOKENS
+        content = message.get("content")
+        if isinstance(content, list):
+            chars += sum(_text_length(p.get("text")) for p in content if isinstance(p, dict))
+        else:
+            chars += _text_length(content)
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                chars += _text_length(function.get("arguments"))
+    prompt = body.get("prompt")
+    for part in prompt if isinstance(prompt, list) else [prompt]:
+        if isinstance(part, int):
+            tokens += 1
+        elif isinstance(part, list):
+            tokens += len(part)
+        else:
+            chars += _text_length(part)
+    return max(1, tokens + -(-chars // 4))
+
+
 def _text_length(value: Any) -> int:
     return len(value) if isinstance(value, str) else 0

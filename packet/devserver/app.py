@@ -75,8 +75,9 @@ class Simulator:
     def _route(self, environ: dict[str, Any], start_response: Any) -> Any:
         path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
         loading = time.monotonic() < self.ready_at
+        if path == "/health":
+            self.probes["health"] += 1  # asked, even of a server that has no such route
         if path == "/health" and not self.settings.no_health:
-            self.probes["health"] += 1
             start_response("503 Service Unavailable" if loading else "200 OK", [])
             return [b""]
         if path == "/_sim/requests":

@@ -13,7 +13,7 @@ from ..errors import UpstreamClientError, UpstreamError
 from ..protocol.wire import text_tokens
 from ..upstream.errors import error_message
 from ..upstream.relay import relay_sse
-from ..upstream.sse import StreamFormat, StreamResult
+from ..upstream.sse import StreamFormat, StreamResult, with_counted_usage
 from .call import NOTHING, Call
 from .inbound import Answer
 
@@ -45,7 +45,7 @@ def complete(call: Call, response: Any, on_id: Callable[[str], None] | None = No
     used = usage.checked(
         call.wire.usage(answer),
         estimate.bounds,
-        counted_prompt=estimate.prompt,
+        counted_prompt=estimate.billed_prompt,
         counted_completion=call.wire.count(answer),
     )
     if on_id is not None and isinstance(answer.get("id"), str):
@@ -60,7 +60,7 @@ def _text(call: Call, status: int, content: bytes, kind: str) -> Answer:
     used = usage.checked(
         None,
         call.estimate.bounds,
-        counted_prompt=call.estimate.prompt,
+        counted_prompt=call.estimate.billed_prompt,
         counted_completion=text_tokens([text]),
     )
     call.finish(status, used, ttft=time.perf_counter())
@@ -72,19 +72,22 @@ def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
 
     call.rt.track_stream()
 
+    def billed(result: StreamResult) -> usage.Usage:
+        # Nothing generated and no usage: the upstream never started (no prompt billed).
+        started = result.first_event_at is not None
+        return usage.checked(
+            result.usage,
+            call.estimate.bounds,
+            counted_prompt=call.estimate.billed_prompt if started else 0,
+            counted_completion=result.relayed_tokens,
+            floor=result.relayed_tokens,
+        )
+
     def finished(result: StreamResult) -> None:
         call.rt.untrack_stream()
         used = NOTHING
         try:
-            # Nothing generated and no usage: the upstream never started (no prompt billed).
-            started = result.first_event_at is not None
-            used = usage.checked(
-                result.usage,
-                call.estimate.bounds,
-                counted_prompt=call.estimate.prompt if started else 0,
-                counted_completion=result.relayed_tokens,
-                floor=result.relayed_tokens,
-            )
+            used = billed(result)
         finally:
             call.finish(
                 200 if result.error is None else 502,
@@ -93,6 +96,8 @@ def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
                 disconnected=result.disconnected,
             )
 
+    if fmt.usage_asked:
+        fmt = with_counted_usage(fmt, lambda result: _pair(billed(result)))
     settings = call.rt.settings
     body = relay_sse(
         response,
@@ -103,12 +108,16 @@ def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
         on_finish=finished,
     )
     if call.journal is not None:
-        progress, prompt = body.progress, call.estimate.prompt
+        progress, prompt = body.progress, call.estimate.billed_prompt
         call.journal.progress = lambda: (
             prompt if progress.first_event_at is not None else 0,
             progress.relayed_tokens,
         )
     return Answer(200, body, "text/event-stream", SSE_HEADERS)
+
+
+def _pair(used: usage.Usage) -> tuple[int, int]:
+    return used.prompt, used.completion
 
 
 def upstream_error(call: Call, response: Any) -> NoReturn:

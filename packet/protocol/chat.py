@@ -19,6 +19,7 @@ def estimate(body: dict[str, Any], size: int, context: int, default_max: int) ->
         prompt,
         usage.completion_cap(body, context),
         usage.bounds(body, size, context),
+        lambda: usage.count_prompt(body),
     )
 
 

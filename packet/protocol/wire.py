@@ -13,13 +13,24 @@ from ..usage import Bounds
 @dataclass(frozen=True)
 class Estimate:
     """A request's cost before it runs: tokens reserved against tokens/min (None: the request
-    is counted, no tokens), the prompt tokens guessed, the most completion tokens billable, and
-    the most a well-behaved upstream can report (:class:`~packet.usage.Bounds`)."""
+    is counted, no tokens), the prompt tokens guessed (high: the money held), the most
+    completion tokens billable, the most a well-behaved upstream can report
+    (:class:`~packet.usage.Bounds`), and how to count the prompt billed when the upstream
+    reports none (``count_prompt``, only called then; None: ``prompt``)."""
 
     reserve: int | None
     prompt: int
     completion_cap: int
     bounds: Bounds
+    count_prompt: Callable[[], int] | None = None
+
+    @property
+    def billed_prompt(self) -> int:
+        """The prompt tokens billed without a report from the upstream (never above the
+        estimate the money was held for)."""
+        if self.count_prompt is None:
+            return self.prompt
+        return min(self.prompt, self.count_prompt())
 
 
 OnId = Callable[[str], None]

@@ -24,6 +24,7 @@ class StreamResult:
 
     usage: Any = None
     relayed_tokens: int = 0
+    head: dict[str, Any] | None = None  # the first chunk's id, object, created and model
     first_event_at: float | None = None
     done: bool = False
     disconnected: bool = False
@@ -40,6 +41,7 @@ class StreamFormat:
     inspect: Callable[[bytes, StreamResult], bytes | None]
     error_event: Callable[[str, str], bytes]
     end: bytes = DONE
+    usage_asked: bool = False  # the client asked for a final usage chunk
 
 
 def error_event(message: str, code: str = "upstream_error") -> bytes:
@@ -106,6 +108,7 @@ def inspect_event(
         return event
     if result.first_event_at is None:
         result.first_event_at = time.perf_counter()
+        result.head = {key: obj.get(key) for key in _HEAD}
     if obj.get("error"):
         error = obj["error"]
         result.error = (
@@ -124,12 +127,40 @@ def inspect_event(
     return event
 
 
+_HEAD = ("id", "object", "created", "model")
+
+
 def chat_format(*, include_usage: bool, continuous_usage: bool) -> StreamFormat:
     """Chat and text completion streams, stripped back to the usage the client asked for."""
     return StreamFormat(
         partial(inspect_event, include_usage=include_usage, continuous_usage=continuous_usage),
         error_event,
+        usage_asked=include_usage,
     )
+
+
+def with_counted_usage(
+    fmt: StreamFormat, counted: Callable[[StreamResult], tuple[int, int]]
+) -> StreamFormat:
+    """``fmt``, for an upstream that may send no usage (llama.cpp, Ollama, servers that ignore
+    ``stream_options``): a client that asked for the usage chunk still gets one before
+    ``[DONE]``, with the (prompt, completion) tokens ``counted`` says it is billed."""
+
+    def inspect(event: bytes, result: StreamResult) -> bytes | None:
+        ended = result.done
+        kept = fmt.inspect(event, result)
+        if kept is not None and result.done and not ended and result.usage is None:
+            prompt, completion = counted(result)
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+            chunk = (result.head or {}) | {"choices": [], "usage": usage}
+            return b"data: " + orjson.dumps(chunk) + b"\n\n" + kept
+        return kept
+
+    return StreamFormat(inspect, fmt.error_event, fmt.end, fmt.usage_asked)
 
 
 CHAT_FORMATS = {

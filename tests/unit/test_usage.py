@@ -164,3 +164,19 @@ def test_holds_and_reservations_stay_within_64_bits(body, context, body_bytes):
     assert 0 < cap <= context * 128 * 50 < 2**63
     limits = usage.bounds(body, body_bytes, context)
     assert limits.completion == cap and limits.prompt >= min(body_bytes, context)
+
+
+def test_the_counted_prompt_reads_the_texts_not_the_body():
+    chat = {
+        "model": "a-long-model-name",
+        "stream_options": {"include_usage": True},
+        "messages": [
+            {"role": "user", "content": "12345678"},
+            {"role": "user", "content": [{"type": "text", "text": "1234"}, {"type": "image"}]},
+        ],
+    }
+    assert usage.count_prompt(chat) == 2 * usage.MESSAGE_TOKENS + 3
+    assert usage.count_prompt({"prompt": "12345678"}) == 2
+    assert usage.count_prompt({"prompt": [[1, 2, 3], "1234"]}) == 4
+    assert usage.count_prompt({"prompt": [5, 6]}) == 2
+    assert usage.count_prompt({}) == 1
