@@ -11,6 +11,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from .. import usage
 from ..schemas import MAX_TOKENS, Open, StrictBool, StrictNumber, integer, number
 from ..upstream.sse import StreamFormat, StreamResult, named, named_event
 from .wire import OnId, Wire, answer_input_output, as_dicts, generation, input_output, text_tokens
@@ -156,4 +157,15 @@ def max_tokens(body: dict[str, Any]) -> int | None:
 
 SCHEMA = MessagesSchema()
 COUNT_SCHEMA = CountTokensSchema()
-MESSAGES = Wire(generation(max_tokens), answer_input_output, count, stream)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The messages' and the system prompt's tokens, counted from their texts."""
+    messages = list(as_dicts(body.get("messages")))
+    system = body.get("system")
+    if system is not None:
+        messages.append({"content": system})
+    return usage.count_prompt({"messages": messages})
+
+
+MESSAGES = Wire(generation(max_tokens, prompt_tokens), answer_input_output, count, stream)

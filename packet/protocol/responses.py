@@ -12,6 +12,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
+from .. import usage
 from ..schemas import Open, StrictBool, number
 from ..schemas import integer as integer_field
 from ..upstream.sse import StreamFormat, StreamResult, named, named_event
@@ -112,4 +113,21 @@ def max_output_tokens(body: dict[str, Any]) -> int | None:
 
 
 SCHEMA = ResponseSchema()
-RESPONSES = Wire(generation(max_output_tokens), answer_input_output, count, stream_format)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int | None:
+    """The input's tokens counted from its texts; None when it continues a stored response
+    (whose context only the upstream knows)."""
+    if body.get("previous_response_id"):
+        return None
+    value = body.get("input")
+    items = [{"content": value}] if isinstance(value, str) else as_dicts(value)
+    messages = [{"content": item.get("content") or item.get("output")} for item in items]
+    if isinstance(body.get("instructions"), str):
+        messages.append({"content": body["instructions"]})
+    return usage.count_prompt({"messages": messages})
+
+
+RESPONSES = Wire(
+    generation(max_output_tokens, prompt_tokens), answer_input_output, count, stream_format
+)

@@ -22,15 +22,14 @@ class Estimate:
     prompt: int
     completion_cap: int
     bounds: Bounds
-    count_prompt: Callable[[], int] | None = None
+    count_prompt: Callable[[], int | None] | None = None
 
     @property
     def billed_prompt(self) -> int:
         """The prompt tokens billed without a report from the upstream (never above the
-        estimate the money was held for)."""
-        if self.count_prompt is None:
-            return self.prompt
-        return min(self.prompt, self.count_prompt())
+        estimate the money was held for; the estimate where the prompt cannot be counted)."""
+        counted = None if self.count_prompt is None else self.count_prompt()
+        return self.prompt if counted is None else min(self.prompt, counted)
 
 
 OnId = Callable[[str], None]
@@ -78,17 +77,25 @@ def prompt_only(inputs: Callable[[dict[str, Any]], int]) -> Estimator:
     return estimate
 
 
-def generation(max_tokens: Callable[[dict[str, Any]], int | None]) -> Estimator:
+def generation(
+    max_tokens: Callable[[dict[str, Any]], int | None],
+    count_prompt: Callable[[dict[str, Any]], int | None],
+) -> Estimator:
     """The estimate of a route that generates one answer (Responses, Anthropic Messages):
-    ``max_tokens`` reads the body's completion limit. The prompt may be longer than the body
-    (a previous response's context), never longer than the model's context."""
+    ``max_tokens`` reads the body's completion limit, ``count_prompt`` counts its prompt from
+    the texts (None: it cannot, e.g. a previous response's context). The prompt may be longer
+    than the body, never longer than the model's context."""
 
     def estimate(body: dict[str, Any], size: int, context: int, default: int) -> Estimate:
         prompt = size // 4 + 1
         wanted = max_tokens(body)
         cap = min(wanted or context, context)
         return Estimate(
-            prompt + min(wanted or default, context), prompt, cap, Bounds(max(size, context), cap)
+            prompt + min(wanted or default, context),
+            prompt,
+            cap,
+            Bounds(max(size, context), cap),
+            lambda: count_prompt(body),
         )
 
     return estimate

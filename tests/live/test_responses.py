@@ -11,6 +11,8 @@ import requests
 from helpers import rid, row_of, send
 from openai import AsyncOpenAI
 
+from packet.usage import MESSAGE_TOKENS
+
 pytestmark = pytest.mark.live
 
 SIM_MODEL = "simulated/vllm-demo"
@@ -105,9 +107,10 @@ def test_a_stream_cut_short_is_metered_from_what_was_relayed(live):
     seen = live.sim.request(headers["X-Request-ID"])
     assert seen["disconnected"] and row.client_disconnected
     assert row.completion_tokens == seen["completion_tokens"] >= 3
-    # The input's tokens come only with response.completed: without it, the gateway's
-    # estimate from the body's size is billed, and the row says so.
-    assert row.usage_source == "counted" and row.prompt_tokens >= seen["prompt_tokens"]
+    # The input's tokens come only with response.completed: without it, the input is counted
+    # from its text ("long one": 2 tokens, plus what a template adds), and the row says so.
+    assert row.usage_source == "counted" and seen["prompt_tokens"] == 2
+    assert row.prompt_tokens == 2 + MESSAGE_TOKENS
 
 
 def test_follow_ups_go_to_the_replica_that_stored_the_response(live, pair, replicas):
