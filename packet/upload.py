@@ -106,9 +106,12 @@ class MultipartBody:
         return out
 
 
-def receive(read: Callable[[int], bytes], content_type: str, limit: int) -> Upload:
-    """Decode a ``multipart/form-data`` body read in chunks from ``read``; 400 when it is not
-    one or holds no file, 413 when its file exceeds ``limit`` bytes."""
+def receive(
+    read: Callable[[int], bytes], content_type: str, limit: int, chunk_size: int = CHUNK
+) -> Upload:
+    """Decode a ``multipart/form-data`` body read ``chunk_size`` bytes at a time from
+    ``read``; 400 when it is not one or holds no file, 413 when its file exceeds ``limit``
+    bytes."""
     mimetype, options = parse_options_header(content_type)
     boundary = options.get("boundary")
     if mimetype != "multipart/form-data" or not boundary:
@@ -121,7 +124,7 @@ def receive(read: Callable[[int], bytes], content_type: str, limit: int) -> Uplo
     parts = _Parts(spool, limit)
     try:
         while not parts.complete:
-            chunk = read(CHUNK)
+            chunk = read(chunk_size)
             parts.take(decoder, chunk)
             if not chunk and not parts.complete:
                 raise InvalidRequest("The multipart body ended before it was complete.")

@@ -16,6 +16,8 @@ from ..runtime import runtime
 from ..upload import MAX_FIELD_BYTES, Upload, receive
 
 FORM_ALLOWANCE = MAX_FIELD_BYTES + 16 * 1024  # the form's fields and part headers
+UPLOAD_SECONDS = 600.0  # the most a whole upload may take (each read: the body's read timeout)
+UPLOAD_READ = 16 * 1024  # a read waits for this much: the slowest link is this per read timeout
 
 
 def proxied(route: Route, resource: str | None = None) -> Response:
@@ -50,10 +52,20 @@ def proxied(route: Route, resource: str | None = None) -> Response:
 
 
 def _upload(settings: Settings) -> Upload:
-    """The multipart body, spooled as it arrives; its form may add a little to the file."""
+    """The multipart body, spooled as it arrives; its form may add a little to the file.
+
+    A large file on a slow link takes longer than a JSON body may: each read is bounded by the
+    body's read timeout, the whole upload by ``UPLOAD_SECONDS``.
+    """
     request.max_content_length = settings.max_audio_bytes + FORM_ALLOWANCE
-    with receiving(settings.request_read_timeout):
-        return receive(request.stream.read, request.content_type or "", settings.max_audio_bytes)
+    stream, idle = request.stream, settings.request_read_timeout
+
+    def read(size: int) -> bytes:
+        with receiving(idle):
+            return stream.read(size)
+
+    with receiving(max(idle, UPLOAD_SECONDS)):
+        return receive(read, request.content_type or "", settings.max_audio_bytes, UPLOAD_READ)
 
 
 def proxy(bp: Blueprint, rule: str, route: Route, doc: str) -> Callable[..., Response]:

@@ -4,11 +4,13 @@ upload, relayed to the simulated vLLM, bounded in size, streamed when asked."""
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
 import requests
 from helpers import rid, row_of
+from urllib3 import encode_multipart_formdata
 
 pytestmark = pytest.mark.live
 
@@ -18,7 +20,7 @@ AUDIO = bytes(range(256)) * 200  # 51 KB of every byte value: CRLFs and dashes i
 
 @pytest.fixture(scope="module")
 def live_env():
-    return {"PACKET_MAX_AUDIO_BYTES": str(2 * 1024 * 1024)}
+    return {"PACKET_MAX_AUDIO_BYTES": str(2 * 1024 * 1024), "PACKET_REQUEST_READ_TIMEOUT": "1.5"}
 
 
 def test_sdk_transcription_relays_the_whole_file_with_the_resolved_model(live, tmp_path):
@@ -128,3 +130,39 @@ def test_json_instead_of_a_form_is_a_clear_400(live):
         timeout=30,
     )
     assert answer.status_code == 400 and "multipart/form-data" in answer.json()["error"]["message"]
+
+
+def slow_upload(live, key: str, pauses: list[float]) -> requests.Response:
+    """An upload sent in pieces (chunked), pausing before each one, as a slow link does."""
+    body, kind = encode_multipart_formdata(
+        {"model": "auto", "file": ("talk.wav", AUDIO, "audio/wav")}
+    )
+    size = -(-len(body) // len(pauses))
+
+    def pieces():
+        for i, pause in enumerate(pauses):
+            time.sleep(pause)  # the client's own pace; nothing is asserted on time
+            yield body[i * size : (i + 1) * size]
+
+    return requests.post(
+        f"{live.gateway.url}/v1/audio/transcriptions",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": kind},
+        data=pieces(),
+        timeout=30,
+    )
+
+
+def test_an_upload_slower_than_the_read_timeout_is_fine_while_it_keeps_coming(live):
+    _, key = live.database.account()
+    # 2.4 s in all, the bound 1.5 s; each 16 KB read waits about 0.6 s
+    answer = slow_upload(live, key, [0] + [0.2] * 11)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["text"].split()) == len(AUDIO) // 1000
+
+
+def test_an_upload_that_stalls_is_a_408(live):
+    _, key = live.database.account()
+    before = len(live.sim.requests())
+    answer = slow_upload(live, key, [0, 0, 3.0, 0])
+    assert answer.status_code == 408 and answer.json()["error"]["code"] == "request_timeout"
+    assert len(live.sim.requests()) == before
