@@ -6,14 +6,13 @@ with Anthropic's status↔type pairs, so the Anthropic SDK raises the class its 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
 from .. import usage
 from ..schemas import MAX_TOKENS, Open, StrictBool, StrictNumber, integer, number
-from ..upstream.sse import StreamFormat, StreamResult, named, named_event
+from ..upstream.sse import StreamFormat, StreamResult, named_event, read_named
 from .wire import OnId, Wire, answer_input_output, as_dicts, generation, input_output, text_tokens
 
 # The Anthropic routes' common prefix: their errors and keys follow Anthropic's conventions.
@@ -114,11 +113,9 @@ def error_event(message: str, code: str) -> bytes:
 
 def inspect(event: bytes, result: StreamResult) -> bytes | None:
     """Usage from ``message_start`` (input) and ``message_delta`` (output so far)."""
-    name, data = named(event)
+    name, data = read_named(event, result)
     if data is None:
         return event
-    if result.first_event_at is None:
-        result.first_event_at = time.perf_counter()
     if name == b"content_block_delta":
         result.relayed_tokens += 1
     elif name == b"message_start":

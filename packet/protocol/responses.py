@@ -6,7 +6,6 @@ from the answer (or the stream's first event) to send its follow-ups there.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ from marshmallow import ValidationError, fields
 from .. import usage
 from ..schemas import Open, StrictBool, number
 from ..schemas import integer as integer_field
-from ..upstream.sse import StreamFormat, StreamResult, named, named_event
+from ..upstream.sse import StreamFormat, StreamResult, named_event, read_named
 from .wire import Wire, answer_input_output, as_dicts, generation, input_output, text_tokens
 
 # Events whose data carries the finished response (and its usage): the stream ends there.
@@ -76,11 +75,9 @@ def stream_format(_body: dict[str, Any], on_id: Callable[[str], None] | None) ->
     heard: list[str] = []
 
     def inspect(event: bytes, result: StreamResult) -> bytes | None:
-        name, data = named(event)
+        name, data = read_named(event, result)
         if data is None:
             return event
-        if result.first_event_at is None:
-            result.first_event_at = time.perf_counter()
         if name in DELTAS:
             result.relayed_tokens += 1
             return event

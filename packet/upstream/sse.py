@@ -66,6 +66,14 @@ def named(event: bytes) -> tuple[bytes, Any]:
     return name, obj if isinstance(obj, dict) else None
 
 
+def read_named(event: bytes, result: StreamResult) -> tuple[bytes, Any]:
+    """:func:`named`, noting the time of the stream's first event that carries data."""
+    name, data = named(event)
+    if data is not None and result.first_event_at is None:
+        result.first_event_at = time.perf_counter()
+    return name, data
+
+
 def named_event(name: str, data: dict[str, Any]) -> bytes:
     """One named event (Responses and Anthropic streams)."""
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
