@@ -17,6 +17,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_TIERS: dict[str, dict[str, int]] = {
     "free": {"rpm": 20, "tpm": 40_000},
@@ -67,6 +68,7 @@ class Settings:
     tiers: dict[str, dict[str, int]]
     default_tier: str = "free"
     admin_token: str | None = None
+    public_url: str | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 120.0
     stream_first_byte_timeout: float = 60.0
@@ -283,6 +285,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         tiers=tiers,
         default_tier=default_tier,
         admin_token=env.get("PACKET_ADMIN_TOKEN") or None,
+        public_url=public_url(env.get("PACKET_PUBLIC_URL")),
         connect_timeout=_float(env, "PACKET_CONNECT_TIMEOUT", 5.0),
         read_timeout=_float(env, "PACKET_READ_TIMEOUT", 120.0),
         stream_first_byte_timeout=_float(env, "PACKET_STREAM_FIRST_BYTE_TIMEOUT", 60.0),
@@ -322,6 +325,16 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
     )
+
+
+def public_url(value: str | None) -> str | None:
+    """The gateway's public base URL (``https://api.example.com``), as clients reach it."""
+    if not value:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"PACKET_PUBLIC_URL is not an http(s) base URL: {value!r}")
+    return value.strip().rstrip("/")
 
 
 def request_read_timeout(env: Mapping[str, str] | None = None) -> float:

@@ -21,6 +21,7 @@ from werkzeug.routing import Rule
 
 from ..gateway.inbound import ANTHROPIC, OPENAI, Route
 from ..protocol import messages
+from ..runtime import runtime
 from . import components
 from .bodies import FILE, custom_field, schema_name
 
@@ -74,7 +75,7 @@ def build(app: Flask) -> dict[str, Any]:
         version=_version(),
         openapi_version="3.1.0",
         plugins=[plugin],
-        servers=[{"url": "/"}],
+        servers=[{"url": _public_url(app) or "/"}],
     )
     assert plugin.converter is not None  # made by the spec
     plugin.converter.add_attribute_function(custom_field)
@@ -103,6 +104,11 @@ def build(app: Flask) -> dict[str, Any]:
                 ]
             spec.path(_openapi_path(rule), operations={method.lower(): operation})
     return spec.to_dict()
+
+
+def _public_url(app: Flask) -> str | None:
+    with app.app_context():
+        return runtime().settings.public_url
 
 
 def _version() -> str:

@@ -125,3 +125,15 @@ def test_bad_endpoint_rules_rejected(tmp_path, raw, reason):
     for name in ("PACKET_ENDPOINT_ALLOW", "PACKET_ENDPOINT_DENY"):
         with pytest.raises(ConfigError, match=f"{name}: .*{reason}"):
             settings(tmp_path, **{name: f"10.0.0.1,{raw}"})
+
+
+@pytest.mark.parametrize(
+    "raw", ["api.example.com", "ftp://api.example.com", "https://", "https://a.example/?x=1"]
+)
+def test_public_url_must_be_an_http_base_url(tmp_path, raw):
+    with pytest.raises(ConfigError):
+        settings(tmp_path, PACKET_PUBLIC_URL=raw)
+    assert settings(tmp_path, PACKET_PUBLIC_URL="https://a.example/gw/").public_url == (
+        "https://a.example/gw"
+    )
+    assert settings(tmp_path).public_url is None

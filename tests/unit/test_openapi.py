@@ -53,6 +53,11 @@ def test_document_is_valid_openapi_3_1(doc):
     validate(doc)
 
 
+def test_the_public_url_is_the_server_when_configured(make_app):
+    app = make_app(PACKET_PUBLIC_URL="https://api.example.com/")
+    assert document(app)["servers"] == [{"url": "https://api.example.com"}]
+
+
 def test_every_public_rule_is_documented_with_its_methods(app, doc):
     rules = list(public_rules(app))
     assert {path for path, _ in rules} >= {*ROOT_VLLM, "/v1/chat/completions", "/health"}
