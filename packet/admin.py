@@ -22,6 +22,8 @@ from . import store
 from .auth import bearer_token
 from .body import read_body
 from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, from_validation, render
+from .key_controls import check_tier_bounds
+from .limits import tier_figures
 from .reports import account_usage, account_view, endpoint_view, key_view, usage_record_view
 from .runtime import runtime
 from .upstream.errors import Blocked
@@ -151,10 +153,32 @@ def credit_account(name: str) -> tuple[Response, int]:
 
 @bp.post("/accounts/<name>/keys")
 def create_key(name: str) -> tuple[Response, int]:
-    """A new key (201); the full key is in this answer only."""
-    data = _body(schemas.KeyCreate(), optional=True)
-    row, key = store.create_key(name, data.get("label"))
+    """A new key (201), with its controls if given; the full key is in this answer only."""
+    changes = _key_changes(store.get_account(name).tier, schemas.KeyCreate())
+    label = changes.pop("label", None)
+    row, key = store.create_key(name, label, changes)
     return _changed(key_view(row) | {"key": key}, 201)
+
+
+@bp.patch("/accounts/<name>/keys/<int:key_id>")
+def update_key(name: str, key_id: int) -> tuple[Response, int]:
+    """Change a key's label or controls (``null`` clears one)."""
+    key = store.get_key(key_id, name)
+    changes = _key_changes(key.account.tier, schemas.KeyUpdate())
+    return _changed(key_view(store.set_controls(key, changes)))
+
+
+def _key_changes(tier: str, schema: schemas.KeyUpdate) -> dict[str, Any]:
+    """The body's key settings as columns; 400 for an rpm or tpm above the tier."""
+    data = _body(schema, optional=True)
+    if "budget" in data:
+        data["budget_micros"] = data.pop("budget")
+    try:
+        check_tier_bounds(tier_figures(runtime().settings, tier), data)
+    except ValueError as exc:
+        param = "rpm" if str(exc).startswith("rpm") else "tpm"
+        raise InvalidRequest(f"Invalid value for '{param}': {exc}.", param=param) from None
+    return data
 
 
 @bp.get("/accounts/<name>/keys")

@@ -12,6 +12,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .config import MICROS_PER_DOLLAR, ConfigError, dollars_to_micros
+from .key_controls import PERIODS, parse_expiry
 from .reports import parse_time
 from .upstream.client import validate_base_url
 
@@ -96,8 +97,38 @@ class Credit(_Closed):
     amount = Dollars(required=True)
 
 
-class KeyCreate(_Closed):
+class Expiry(Text):
+    """A key's expiry: a date (valid through that day, UTC) or an ISO time."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return parse_expiry(super()._deserialize(value, attr, data, **kwargs))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class KeyUpdate(_Closed):
+    """A key's label and controls; ``null`` clears one (see packet.key_controls)."""
+
     label = Text(allow_none=True, validate=validate.Length(max=100))
+    rpm = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=1, max=2**31 - 1)
+    )
+    tpm = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=1, max=2**31 - 1)
+    )
+    budget = Dollars(allow_none=True, validate=validate.Range(min=0))
+    budget_period = Text(validate=validate.OneOf(PERIODS))
+    models = fields.List(
+        Text(validate=validate.Length(min=1, max=200)),
+        allow_none=True,
+        validate=validate.Length(max=100),
+    )
+    expires_at = Expiry(allow_none=True)
+
+
+class KeyCreate(KeyUpdate):
+    pass
 
 
 class EndpointCreate(_Closed):

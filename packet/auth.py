@@ -19,6 +19,7 @@ from . import keys, store
 from .auth_throttle import AuthThrottle
 from .errors import InvalidAPIKey
 from .exchange import current
+from .key_controls import KeyControls, check_expiry
 from .protocol import messages
 
 _NEGATIVE_TTL = 2.0
@@ -37,6 +38,7 @@ class Principal:
     balance_micros: int
     default_model: str | None
     endpoints: tuple[store.EndpointRow, ...]
+    controls: KeyControls | None = None  # the key's own limits (None: it has none)
 
 
 class KeyCache:
@@ -96,6 +98,7 @@ def _load(digest: str, prefix: str) -> Principal | None:
         balance_micros=row.balance_micros,
         default_model=row.default_model,
         endpoints=store.account_endpoints(row.account_id),
+        controls=row.controls,
     )
 
 
@@ -141,6 +144,8 @@ def _principal(cache: KeyCache) -> Principal:
             f"Incorrect API key provided: {keys.display_prefix(key)}…. It does not exist or "
             "has been revoked."
         )
+    if principal.controls is not None:
+        check_expiry(principal.controls, time.time(), principal.key_prefix)
     return principal
 
 

@@ -18,7 +18,10 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import store
 from .config import ConfigError, dollars_to_micros
-from .reports import account_usage, account_view, dollars, parse_time
+from .key_controls import PERIODS, check_tier_bounds, parse_expiry, parse_models
+from .limits import tier_figures
+from .models import ApiKey
+from .reports import account_usage, account_view, dollars, key_view, parse_time
 from .runtime import runtime
 from .upstream.client import validate_base_url
 from .upstream.errors import Blocked
@@ -114,16 +117,97 @@ def accounts_list() -> None:
         )
 
 
+def _key_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The controls ``keys create`` and ``keys update`` take ("none" clears one on update)."""
+    options = (
+        click.option("--label", default=None, help="A note to recognise the key by."),
+        click.option("--rpm", default=None, help="Requests per minute (at most the tier's)."),
+        click.option("--tpm", default=None, help="Tokens per minute (at most the tier's)."),
+        click.option("--budget", default=None, help="Spend cap in dollars."),
+        click.option(
+            "--budget-period",
+            type=click.Choice(PERIODS),
+            default=None,
+            help="The budget is per calendar month (UTC, the default) or in total.",
+        ),
+        click.option("--models", default=None, help="Allowed model ids, comma-separated."),
+        click.option(
+            "--expires", default=None, help="Expiry: a date (valid through that day, UTC) or time."
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _key_changes(given: dict[str, str | None]) -> dict[str, Any]:
+    """The options given, parsed; the word "none" clears a control."""
+    changes: dict[str, Any] = {}
+    for name, text in given.items():
+        if text is None:
+            continue
+        if text.strip().lower() == "none" and name not in ("budget_period",):
+            changes[_COLUMN.get(name, name)] = None
+            continue
+        try:
+            if name in ("rpm", "tpm"):
+                value: Any = int(text)
+                if value < 1:
+                    raise ValueError(f"{name} must be at least 1")
+            elif name == "budget":
+                value = dollars_to_micros(text)
+                if value < 0:
+                    raise ValueError("a budget cannot be negative")
+            elif name == "models":
+                value = sorted(parse_models(text) or ())
+            elif name == "expires":
+                value = parse_expiry(text)
+            else:
+                value = text
+        except (ValueError, ConfigError) as exc:
+            raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
+        changes[_COLUMN.get(name, name)] = value
+    return changes
+
+
+_COLUMN = {"budget": "budget_micros", "expires": "expires_at"}
+
+
+def _within_tier(tier: str, changes: dict[str, Any]) -> None:
+    try:
+        check_tier_bounds(tier_figures(runtime().settings, tier), changes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @keys_cli.command("create")
 @click.argument("name")
-@click.option("--label", default=None, help="A note to recognise the key by.")
-def keys_create(name: str, label: str | None) -> None:
+@_key_options
+def keys_create(name: str, **given: str | None) -> None:
     """Create a key for NAME; the key is printed once, alone on the last line."""
-    row, key = _store(store.create_key, name, label)
+    changes = _key_changes(given)
+    _within_tier(_store(store.get_account, name).tier, changes)
+    label = changes.pop("label", None)
+    row, key = _store(store.create_key, name, label, changes)
     click.echo(
         f"created key {row.prefix}… for {name}; store it now, it is not shown again:", err=True
     )
     click.echo(key)
+
+
+@keys_cli.command("update")
+@click.argument("key_or_prefix")
+@_key_options
+def keys_update(key_or_prefix: str, **given: str | None) -> None:
+    """Change a key's label or controls (by the full key or its display prefix)."""
+    changes = _key_changes(given)
+    if not changes:
+        raise click.UsageError("Give at least one option to change.")
+    key = _store(store.find_live_key, key_or_prefix)
+    _within_tier(key.account.tier, changes)
+    _store(store.set_controls, key, changes)
+    runtime().keys.invalidate()
+    click.echo(_key_line(key))
 
 
 @keys_cli.command("revoke")
@@ -138,13 +222,21 @@ def keys_revoke(key_or_prefix: str) -> None:
 @keys_cli.command("list")
 @click.argument("name")
 def keys_list(name: str) -> None:
-    """NAME's keys: prefix, label, created, last used, revoked."""
-    rows = _store(store.list_keys, name)
-    for k in rows:
-        click.echo(
-            f"{k.prefix}…\tlabel={k.label or '-'}\tcreated={_iso(k.created_at)}"
-            f"\tlast_used={_iso(k.last_used_at)}\trevoked={_iso(k.revoked_at)}"
-        )
+    """NAME's keys: prefix, label, created, last used, revoked, controls, spend this period."""
+    for k in _store(store.list_keys, name):
+        click.echo(_key_line(k))
+
+
+def _key_line(key: ApiKey) -> str:
+    view = key_view(key)
+    budget = f"${view['budget']}/{view['budget_period']}" if view["budget"] is not None else "-"
+    return (
+        f"{key.prefix}…\tlabel={key.label or '-'}\tcreated={_iso(key.created_at)}"
+        f"\tlast_used={_iso(key.last_used_at)}\trevoked={_iso(key.revoked_at)}"
+        f"\trpm={view['rpm'] or '-'}\ttpm={view['tpm'] or '-'}\tbudget={budget}"
+        f"\tspent=${view['spent']}\tmodels={','.join(view['models'] or ()) or '-'}"
+        f"\texpires={view['expires_at'] or '-'}"
+    )
 
 
 @endpoints.command("add")

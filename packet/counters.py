@@ -57,7 +57,56 @@ return {requests, tokens, 1}
 """
 )
 
+# A key with controls of its own (packet.key_controls): its request and token counters and its
+# spend, checked in the same call. KEYS: the account's two, the key's two, its spend counter,
+# settlement keys… ARGV: as above, then key rpm, key tpm, budget (-1: none), the request's
+# maximum cost, the spend to seed a missing counter with, the spend counter's ttl.
+# Answers: requests, tokens, refused (0: admitted, else the limit's code), key requests, key
+# tokens, spent.
+_ADMIT_KEY = (
+    _SETTLE
+    + """
+local a = n + 2
+local rpm, tpm, estimate = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+local krpm, ktpm, budget = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+local requests = redis.call('incr', KEYS[1])
+if requests == 1 then redis.call('expire', KEYS[1], ARGV[a + 3]) end
+local krequests = redis.call('incr', KEYS[3])
+if krequests == 1 then redis.call('expire', KEYS[3], ARGV[a + 3]) end
+local tokens = tonumber(redis.call('get', KEYS[2]) or '0')
+local ktokens = tonumber(redis.call('get', KEYS[4]) or '0')
+local spent = 0
+if budget >= 0 then
+  spent = tonumber(redis.call('get', KEYS[5]) or '-1')
+  if spent < 0 then
+    spent = tonumber(ARGV[a + 9])
+    redis.call('set', KEYS[5], spent, 'EX', ARGV[a + 10])
+  end
+end
+local refused = 0
+if krequests > krpm then refused = 2
+elseif requests > rpm then refused = 1
+elseif estimate >= 0 then
+  if ktokens >= ktpm then refused = 4
+  elseif tokens >= tpm then refused = 3
+  elseif budget >= 0 and spent >= budget then refused = 5
+  end
+end
+if refused == 0 and estimate >= 0 then
+  tokens = redis.call('incrby', KEYS[2], estimate)
+  if tokens == estimate then redis.call('expire', KEYS[2], ARGV[a + 4]) end
+  ktokens = redis.call('incrby', KEYS[4], estimate)
+  if ktokens == estimate then redis.call('expire', KEYS[4], ARGV[a + 4]) end
+  if budget >= 0 then spent = redis.call('incrby', KEYS[5], ARGV[a + 8]) end
+end
+return {requests, tokens, refused, krequests, ktokens, spent}
+"""
+)
+
 Settlement = tuple[str, int]
+# Which limit refused an admission (Admission.refused).
+ADMITTED, ACCOUNT_RPM, KEY_RPM, ACCOUNT_TPM, KEY_TPM, KEY_BUDGET = range(6)
+UNLIMITED = 2**62
 
 
 class CounterStorage(Protocol):
@@ -69,9 +118,27 @@ class CounterStorage(Protocol):
 
 
 @dataclass(frozen=True)
+class KeyAsk:
+    """The key's part of an admission: its two counters and limits (``UNLIMITED`` where it
+    has none), and its spend counter with the budget (None: no budget), the request's maximum
+    cost, the spend a missing counter starts from, and that counter's lifetime."""
+
+    request_key: str
+    token_key: str
+    rpm: int
+    tpm: int
+    spend_key: str
+    budget: int | None
+    hold: int
+    seed: int
+    spend_ttl: int
+
+
+@dataclass(frozen=True)
 class Ask:
-    """One admission: the two counters, their limits and lifetimes (request, tokens), and the
-    tokens to reserve (None: count the request only, no token check)."""
+    """One admission: the two counters, their limits and lifetimes (request, tokens), the
+    tokens to reserve (None: count the request only, no token check), and the key's own
+    counters when it has controls."""
 
     request_key: str
     token_key: str
@@ -79,15 +146,23 @@ class Ask:
     tpm: int
     estimate: int | None
     ttls: tuple[int, int]
+    key: KeyAsk | None = None
 
 
 @dataclass(frozen=True)
 class Admission:
-    """The counters after an admission, and whether the request may go on."""
+    """The counters after an admission, and which limit refused it (``ADMITTED``: none)."""
 
     requests: int
     tokens: int
-    admitted: bool
+    refused: int = ADMITTED
+    key_requests: int = 0
+    key_tokens: int = 0
+    spent: int = 0
+
+    @property
+    def admitted(self) -> bool:
+        return self.refused == ADMITTED
 
 
 class Counters:
@@ -101,14 +176,47 @@ class Counters:
     def admit(self, ask: Ask, settlements: Sequence[Settlement] = ()) -> Admission:
         """Apply ``settlements``, count the request and reserve its tokens."""
         self.settle(settlements, ask.ttls[1])
+        if ask.key is not None:
+            return self._admit_key(ask, ask.key)
         requests = self.storage.incr(ask.request_key, ask.ttls[0])
         if requests > ask.rpm or ask.estimate is None:
-            return Admission(requests, self.storage.get(ask.token_key), requests <= ask.rpm)
+            refused = ACCOUNT_RPM if requests > ask.rpm else ADMITTED
+            return Admission(requests, self.storage.get(ask.token_key), refused)
         tokens = self.storage.incr(ask.token_key, ask.ttls[1], amount=ask.estimate)
         if tokens - ask.estimate >= ask.tpm:
             self.storage.incr(ask.token_key, ask.ttls[1], amount=-ask.estimate)
-            return Admission(requests, tokens - ask.estimate, False)
-        return Admission(requests, tokens, True)
+            return Admission(requests, tokens - ask.estimate, ACCOUNT_TPM)
+        return Admission(requests, tokens)
+
+    def _admit_key(self, ask: Ask, key: KeyAsk) -> Admission:
+        """The key-controls script, call by call (not atomic: close enough off Redis)."""
+        storage = self.storage
+        requests = storage.incr(ask.request_key, ask.ttls[0])
+        key_requests = storage.incr(key.request_key, ask.ttls[0])
+        tokens, key_tokens = storage.get(ask.token_key), storage.get(key.token_key)
+        spent = 0
+        if key.budget is not None:
+            spent = storage.get(key.spend_key)
+            if not spent and key.seed:
+                spent = storage.incr(key.spend_key, key.spend_ttl, amount=key.seed)
+        refused = ADMITTED
+        if key_requests > key.rpm:
+            refused = KEY_RPM
+        elif requests > ask.rpm:
+            refused = ACCOUNT_RPM
+        elif ask.estimate is not None:
+            if key_tokens >= key.tpm:
+                refused = KEY_TPM
+            elif tokens >= ask.tpm:
+                refused = ACCOUNT_TPM
+            elif key.budget is not None and spent >= key.budget:
+                refused = KEY_BUDGET
+        if refused == ADMITTED and ask.estimate is not None:
+            tokens = storage.incr(ask.token_key, ask.ttls[1], amount=ask.estimate)
+            key_tokens = storage.incr(key.token_key, ask.ttls[1], amount=ask.estimate)
+            if key.budget is not None:
+                spent = storage.incr(key.spend_key, key.spend_ttl, amount=key.hold)
+        return Admission(requests, tokens, refused, key_requests, key_tokens, spent)
 
     def settle(self, settlements: Sequence[Settlement], ttl: int) -> None:
         """Add each delta to its counter."""
@@ -164,6 +272,7 @@ class _Script(NamedTuple):
 
 
 _ADMIT_SCRIPT, _SETTLE_SCRIPT = _Script.of(_ADMIT), _Script.of(_SETTLE)
+_ADMIT_KEY_SCRIPT = _Script.of(_ADMIT_KEY)
 
 
 class RedisCounters(Counters):
@@ -186,11 +295,20 @@ class RedisCounters(Counters):
 
     def admit(self, ask: Ask, settlements: Sequence[Settlement] = ()) -> Admission:
         keys = [self._key(ask.request_key), self._key(ask.token_key)]
-        keys += [self._key(key) for key, _ in settlements]
         args = [len(settlements), *(delta for _, delta in settlements)]
         args += [ask.rpm, ask.tpm, -1 if ask.estimate is None else ask.estimate, *ask.ttls]
-        requests, tokens, admitted = self._eval(_ADMIT_SCRIPT, keys, args)
-        return Admission(int(requests), int(tokens), bool(admitted))
+        key = ask.key
+        if key is None:
+            keys += [self._key(k) for k, _ in settlements]
+            requests, tokens, admitted = self._eval(_ADMIT_SCRIPT, keys, args)
+            refused = ADMITTED if admitted else ACCOUNT_RPM if requests > ask.rpm else ACCOUNT_TPM
+            return Admission(int(requests), int(tokens), refused)
+        keys += [self._key(key.request_key), self._key(key.token_key), self._key(key.spend_key)]
+        keys += [self._key(k) for k, _ in settlements]
+        budget = -1 if key.budget is None else key.budget
+        args += [key.rpm, key.tpm, budget, key.hold, key.seed, key.spend_ttl]
+        reply = self._eval(_ADMIT_KEY_SCRIPT, keys, args)
+        return Admission(*(int(value) for value in reply))
 
     def settle(self, settlements: Sequence[Settlement], ttl: int) -> None:
         if settlements:

@@ -78,6 +78,12 @@ class InsufficientQuota(APIError):
     description = "Your account balance is depleted. Add funds in the Billing section."
 
 
+class ModelNotAllowed(APIError):
+    """A key's allow-list does not include the model (see packet.key_controls)."""
+
+    code, type, error_code = 403, "invalid_request_error", "model_not_allowed"
+
+
 class NotFound(APIError):
     code, type, error_code = 404, "invalid_request_error", "not_found"
     description = "Not found."

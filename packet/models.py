@@ -62,6 +62,16 @@ class ApiKey(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Its own controls (see packet.key_controls), all optional: None means the account's.
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str] = mapped_column(String(10), default="month")
+    models: Mapped[str | None] = mapped_column(Text)  # allowed model ids, one per line
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the key spent in ``spent_period`` ("2026-12", or "total"), written with usage rows.
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_period: Mapped[str | None] = mapped_column(String(10))
 
     account: Mapped[Account] = relationship(back_populates="keys")
 

@@ -6,12 +6,14 @@ drift apart. Money is shown twice: exact integer micro-dollars and a dollar stri
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from . import store
 from .config import MICROS_PER_DOLLAR
+from .key_controls import MONTH, parse_models, period_of
 from .models import Account, ApiKey, Endpoint, UsageRecord
 from .store import UsageRow
 
@@ -54,7 +56,10 @@ def account_view(account: Account) -> dict[str, Any]:
 
 
 def key_view(key: ApiKey) -> dict[str, Any]:
-    """A key as it may be shown: display prefix only, never the key or its digest."""
+    """A key as it may be shown: display prefix only, never the key or its digest; its
+    controls, and what it spent in its current budget period (as of the last usage flush)."""
+    period = period_of(key.budget_period or MONTH, time.time())
+    spent = key.spent_micros if key.spent_period == period else 0
     return {
         "object": "api_key",
         "id": key.id,
@@ -63,6 +68,16 @@ def key_view(key: ApiKey) -> dict[str, Any]:
         "created_at": iso(key.created_at),
         "last_used_at": iso(key.last_used_at),
         "revoked_at": iso(key.revoked_at),
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "budget_micros": key.budget_micros,
+        "budget": None if key.budget_micros is None else dollars(key.budget_micros),
+        "budget_period": key.budget_period or MONTH,
+        "models": sorted(parse_models(key.models) or ()) or None,
+        "expires_at": iso(key.expires_at),
+        "spent_period": period,
+        "spent_micros": spent or 0,
+        "spent": dollars(spent or 0),
     }
 
 

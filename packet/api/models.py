@@ -1,4 +1,5 @@
-"""GET /v1/models and /v1/models/{id}: what the caller's ready endpoints serve."""
+"""GET /v1/models and /v1/models/{id}: what the caller's ready endpoints serve (of it, only
+what the key may use when it has an allow-list)."""
 
 from typing import Any
 
@@ -17,7 +18,11 @@ def _served() -> dict[str, dict[str, Any]]:
     principal = current().principal
     assert principal is not None  # the v1 blueprint authenticates first
     states = rt.discovery.states(endpoint_triples(rt.settings, principal))
-    return rt.discovery.served_models(states)
+    served = rt.discovery.served_models(states)
+    allowed = principal.controls.models if principal.controls is not None else None
+    if allowed is None:
+        return served
+    return {model_id: card for model_id, card in served.items() if model_id in allowed}
 
 
 @bp.get("/models")

@@ -66,9 +66,10 @@ class Call:
         self.done = True
         if self.holds_endpoint:
             self.target.state.inflight -= 1
-        self.rt.limits.settle(self.tokens, used.total)
-        latency = time.perf_counter() - self.started
         model = self.target.model
+        cost = cost_micros(self.rt.settings, model, used.prompt, used.completion)
+        self.rt.limits.settle(self.tokens, used.total, cost)
+        latency = time.perf_counter() - self.started
         row = {
             "request_id": self.request_id,
             "account_id": self.principal.account_id,
@@ -81,7 +82,7 @@ class Call:
             "prompt_tokens": used.prompt,
             "completion_tokens": used.completion,
             "total_tokens": used.total,
-            "cost_micros": cost_micros(self.rt.settings, model, used.prompt, used.completion),
+            "cost_micros": cost,
             "ttft_ms": None if ttft is None else int((ttft - self.started) * 1000),
             "latency_ms": int(latency * 1000),
             "client_disconnected": disconnected,

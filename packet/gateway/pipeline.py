@@ -3,7 +3,8 @@
     validate   the body is a JSON object the route's schema accepts (400 naming ``param``)
     route      the caller's endpoints, the model (``auto`` resolved), the replica — or, for a
                stored response, the endpoint that holds it (another account's id is a 404)
-    admit      the request counted and its tokens reserved (429 over either limit)
+    admit      the request counted and its tokens reserved, on the account's counters and the
+               key's own (429 over a limit; 403 over a key's budget or outside its models)
     hold       its maximum cost held from the balance (403 when spent)
     send       upstream, failing over between replicas before the first byte
     answer     the JSON passed through, or the stream relayed; metered once either way
@@ -22,6 +23,8 @@ import orjson
 
 from .. import limits, usage
 from ..errors import APIError, InvalidRequest, from_upstream, from_validation
+from ..key_controls import check_model
+from ..metering import cost_micros
 from ..runtime import Runtime
 from ..schemas import errors_for
 from ..upstream.discovery import EndpointState, Target
@@ -72,7 +75,10 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     if owner is not None:
         states = _holding(states, owner)
     model = owner.model if owner is not None and route.schema is None else requested_model(body)
+    controls = principal.controls
+    check_model(controls, model)
     target = rt.discovery.route(states, model, principal.default_model)
+    check_model(controls, target.model)
 
     wire = route.wire
     stream = wire.stream is not None and body.get("stream") is True
@@ -81,7 +87,10 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     )
     size = len(inbound.raw) if inbound.upload is None else inbound.upload.size
     estimate = wire.estimate(body, size, context, rt.settings.default_max_tokens)
-    tokens = inbound.admission = limits.count(rt, principal, estimate.reserve)
+    on_budget = 0  # the most this request can cost, held on its key's budget when it has one
+    if controls is not None and controls.budget_micros is not None:
+        on_budget = cost_micros(rt.settings, target.model, estimate.prompt, estimate.completion_cap)
+    tokens = inbound.admission = limits.count(rt, principal, estimate.reserve, on_budget)
     inbound.counted = True
     limits.refuse_over(rt, principal, tokens)
     try:

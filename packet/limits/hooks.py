@@ -96,16 +96,20 @@ def rate_limit_headers(response: Response) -> Response:
     figures = tier_figures(rt.settings, principal.tier)
     now = limits.clock()
     reset_at = limits.bounds(now)[1]
-    rpm, tpm = str(figures["rpm"]), figures["tpm"]
+    rpm, tpm = figures["rpm"], figures["tpm"]
     requests_used = exchange.requests_counted or 0  # None: not counted (storage down)
-    requests_left = str(max(0, figures["rpm"] - requests_used))
     tokens_used, tokens_reset = _tokens_used(exchange, limits, principal.account_id, tpm, reset_at)
+    controls, reservation = principal.controls, exchange.admission
+    if controls is not None and reservation is not None and reservation.key_token_key:
+        rpm, requests_used = _tighter(rpm, requests_used, controls.rpm, reservation.key_requests)
+        tpm, tokens_used = _tighter(tpm, tokens_used, controls.tpm, reservation.key_tokens)
+    requests_left = str(max(0, rpm - requests_used))
     tokens_left = str(max(0, tpm - tokens_used))
     # None of these is set before, so append (extend): update (replace) would look each up first.
     if request.path.startswith(ANTHROPIC_PATHS):
         response.headers.extend(
             (
-                ("anthropic-ratelimit-requests-limit", rpm),
+                ("anthropic-ratelimit-requests-limit", str(rpm)),
                 ("anthropic-ratelimit-requests-remaining", requests_left),
                 ("anthropic-ratelimit-requests-reset", _rfc3339(reset_at)),
                 ("anthropic-ratelimit-tokens-limit", str(tpm)),
@@ -115,10 +119,10 @@ def rate_limit_headers(response: Response) -> Response:
         )
     response.headers.extend(
         (
-            ("X-RateLimit-Limit", rpm),
+            ("X-RateLimit-Limit", str(rpm)),
             ("X-RateLimit-Remaining", requests_left),
             ("X-RateLimit-Reset", str(reset_at)),
-            ("x-ratelimit-limit-requests", rpm),
+            ("x-ratelimit-limit-requests", str(rpm)),
             ("x-ratelimit-remaining-requests", requests_left),
             ("x-ratelimit-reset-requests", duration(reset_at - now)),
             ("x-ratelimit-limit-tokens", str(tpm)),
@@ -127,6 +131,13 @@ def rate_limit_headers(response: Response) -> Response:
         )
     )
     return response
+
+
+def _tighter(limit: int, used: int, key_limit: int | None, key_used: int) -> tuple[int, int]:
+    """(limit, used) of whichever of account and key has less left."""
+    if key_limit is not None and key_limit - key_used < limit - used:
+        return key_limit, key_used
+    return limit, used
 
 
 def _rfc3339(epoch: int) -> str:

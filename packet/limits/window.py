@@ -16,8 +16,20 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import Storage
 
 from ..config import Settings
-from ..counters import Ask, Settlement, counters_for, refused_by_storage
-from ..errors import RateLimitExceeded, ServiceUnavailable
+from ..counters import (
+    ACCOUNT_RPM,
+    KEY_BUDGET,
+    KEY_RPM,
+    KEY_TPM,
+    UNLIMITED,
+    Ask,
+    KeyAsk,
+    Settlement,
+    counters_for,
+    refused_by_storage,
+)
+from ..errors import APIError, RateLimitExceeded, ServiceUnavailable
+from ..key_controls import KeyControls, over_budget, period_end, period_of
 
 log = logging.getLogger("packet.limits")
 
@@ -91,7 +103,8 @@ class StorageGuard:
 
 @dataclass
 class TokenReservation:
-    """One admission: the window's counters after it, and the tokens held for the request."""
+    """One admission: the window's counters after it, and the tokens held for the request;
+    for a key with controls, its own counters too, and the money held on its budget."""
 
     key: str
     reserved: int
@@ -100,6 +113,24 @@ class TokenReservation:
     requests: int = 0
     admitted: bool = True
     settled: bool = False
+    refused: int = 0
+    key_token_key: str | None = None
+    key_requests: int = 0
+    key_tokens: int = 0
+    spend_key: str | None = None
+    spend_reset: int = 0
+    spend_held: int = 0
+    spent: int = 0
+
+
+@dataclass(frozen=True)
+class KeyLimit:
+    """What admission needs of a key with controls: its id, controls, the request's maximum
+    cost (held on the budget)."""
+
+    key_id: int
+    controls: KeyControls
+    hold: int = 0
 
 
 class WindowLimits:
@@ -144,28 +175,56 @@ class WindowLimits:
         item = _request_item(rpm, self.window)
         return item.key_for(self.prefix, f"account:{account_id}/{start}", "v1")
 
+    def _key_ask(self, limit: KeyLimit, start: int, now: float) -> tuple[KeyAsk, int]:
+        """The key's counters for this window and budget period, and when the period ends."""
+        controls, key_id = limit.controls, limit.key_id
+        budget_reset = period_end(controls.budget_period, now)
+        period = period_of(controls.budget_period, now)
+        ask = KeyAsk(
+            f"{self.prefix}/key-rpm/{key_id}/{start}",
+            f"{self.prefix}/key-tpm/{key_id}/{start}",
+            UNLIMITED if controls.rpm is None else controls.rpm,
+            UNLIMITED if controls.tpm is None else controls.tpm,
+            f"{self.prefix}/key-spend/{key_id}/{period}",
+            controls.budget_micros,
+            max(0, min(limit.hold, MAX_ESTIMATE)),
+            controls.spent_in(period),
+            max(1, budget_reset - int(now)),
+        )
+        return ask, budget_reset
+
     def admit(
-        self, account_id: int, *, rpm: int, tpm: int, estimate: int | None
+        self,
+        account_id: int,
+        *,
+        rpm: int,
+        tpm: int,
+        estimate: int | None,
+        key: KeyLimit | None = None,
     ) -> TokenReservation | None:
-        """Count one request and reserve ``estimate`` tokens (None: count only).
+        """Count one request and reserve ``estimate`` tokens (None: count only); for a key
+        with controls, on its own counters too, and its maximum cost on the key's budget.
 
         The result says whether the request is admitted (see :meth:`refusal`); None when the
         storage is down and limits fail open (503 when they fail closed).
         """
-        start, reset_at = self.bounds()
-        key = self._token_key(account_id, start)
+        now = self.clock()
+        start, reset_at = self.bounds(now)
+        token_key = self._token_key(account_id, start)
         if estimate is not None:
             estimate = max(0, min(estimate, MAX_ESTIMATE))
         if not self.guard.available():
             self.guard.unavailable()
             return None
+        key_ask, budget_reset = self._key_ask(key, start, now) if key is not None else (None, 0)
         ask = Ask(
             self._request_key(account_id, rpm, start),
-            key,
+            token_key,
             rpm,
             tpm,
             estimate,
             (self.window, self.window + 5),
+            key_ask,
         )
         taken = self._take(_CARRIED)
         try:
@@ -180,44 +239,95 @@ class WindowLimits:
             self.guard.unavailable()
             return None
         held = (estimate or 0) if result.admitted else 0
-        return TokenReservation(
-            key, held, reset_at, result.tokens, result.requests, result.admitted, not held
+        reservation = TokenReservation(
+            token_key,
+            held,
+            reset_at,
+            result.tokens,
+            result.requests,
+            result.admitted,
+            not held,
+            result.refused,
         )
+        if key_ask is not None:
+            reservation.key_token_key = key_ask.token_key
+            reservation.key_requests, reservation.key_tokens = (
+                result.key_requests,
+                result.key_tokens,
+            )
+            reservation.spent = result.spent
+            if key_ask.budget is not None and result.admitted and estimate is not None:
+                reservation.spend_key, reservation.spend_reset = key_ask.spend_key, budget_reset
+                reservation.spend_held = key_ask.hold
+                reservation.settled = False
+        return reservation
 
-    def refusal(self, reservation: TokenReservation, rpm: int, tpm: int) -> RateLimitExceeded:
-        """The 429 for a refused admission: which limit, and when it resets."""
+    def refusal(
+        self,
+        reservation: TokenReservation,
+        rpm: int,
+        tpm: int,
+        controls: KeyControls | None = None,
+    ) -> APIError:
+        """The error for a refused admission: which limit (the key's or the account's), and
+        when it resets; a key's spent budget is a 403."""
+        refused = reservation.refused
+        if refused == KEY_BUDGET and controls is not None:
+            return over_budget(controls, reservation.spent)
         wait = reservation.reset_at - self.clock()
-        if reservation.requests > rpm:
+        on_key = refused in (KEY_RPM, KEY_TPM) and controls is not None
+        whose = "this API key" if on_key else "your account"
+        resets = f"The limit resets in {math.ceil(wait)}s (at Unix time {reservation.reset_at})."
+        if refused in (ACCOUNT_RPM, KEY_RPM):
+            limit = controls.rpm if on_key and controls is not None else rpm
             return RateLimitExceeded(
-                f"Rate limit reached for requests per minute: limit {rpm} per {self.window}s. "
-                f"The limit resets in {math.ceil(wait)}s (at Unix time {reservation.reset_at}).",
+                f"Rate limit reached for requests per minute on {whose}: limit {limit} per "
+                f"{self.window}s. {resets}",
                 limit_type="requests",
                 headers=retry_headers(wait),
             )
+        limit, used = tpm, reservation.counter
+        if on_key and controls is not None:
+            limit, used = controls.tpm or 0, reservation.key_tokens
         return RateLimitExceeded(
-            f"Rate limit reached for tokens per minute: limit {tpm} per {self.window}s, "
-            f"used {reservation.counter}. The limit resets in {math.ceil(wait)}s (at Unix "
-            f"time {reservation.reset_at}).",
+            f"Rate limit reached for tokens per minute on {whose}: limit {limit} per "
+            f"{self.window}s, used {used}. {resets}",
             limit_type="tokens",
             headers=retry_headers(wait),
         )
 
-    def settle(self, reservation: TokenReservation | None, actual: int) -> None:
-        """Replace the reservation by the real usage (once; later calls do nothing)."""
+    def settle(
+        self, reservation: TokenReservation | None, actual: int, cost: int | None = None
+    ) -> None:
+        """Replace the reservation by the real usage, and the money held on a key's budget by
+        the real ``cost`` (once; later calls do nothing)."""
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
+        changes: list[tuple[str, int, int]] = []  # key, delta, when the counter ends
         delta = actual - reservation.reserved
-        if not delta:
+        if delta:
+            reservation.counter += delta
+            changes.append((reservation.key, delta, reservation.reset_at))
+            if reservation.key_token_key is not None:
+                reservation.key_tokens += delta
+                changes.append((reservation.key_token_key, delta, reservation.reset_at))
+        if reservation.spend_key is not None:
+            spend = (cost or 0) - reservation.spend_held
+            if spend:
+                reservation.spent += spend
+                changes.append((reservation.spend_key, spend, reservation.spend_reset))
+        if not changes:
             return
-        reservation.counter += delta
         if self.counters.batches_settlements:
-            queued = self._queue.setdefault(reservation.key, [0, reservation.reset_at])
-            queued[0] += delta
+            for key, change, reset in changes:
+                self._queue.setdefault(key, [0, reset])[0] += change
             self._schedule(self.flush_delay)
         elif self.guard.available():
             try:
-                self.counters.settle([(reservation.key, delta)], self.window + 5)
+                now = int(self.clock())
+                for key, change, reset in changes:
+                    self.counters.settle([(key, change)], max(1, reset - now + 5))
             except Exception as exc:  # noqa: BLE001 - settling never fails a response
                 self.guard.failed(exc)
 

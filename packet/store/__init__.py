@@ -24,10 +24,12 @@ from .keys import (
     KeyRow,
     create_key,
     find_active_key,
+    find_live_key,
     get_key,
     list_keys,
     revoke_key,
     revoke_key_id,
+    set_controls,
 )
 from .responses import remember_response, response_owner
 from .usage import Settlement, UsageRow, fit_usage, usage_records, usage_rows
@@ -49,6 +51,7 @@ __all__ = [
     "credit_account",
     "drop_worker",
     "find_active_key",
+    "find_live_key",
     "fit_usage",
     "get_account",
     "get_key",
@@ -65,6 +68,7 @@ __all__ = [
     "response_owner",
     "revoke_key",
     "revoke_key_id",
+    "set_controls",
     "update_account",
     "usage_records",
     "usage_rows",

@@ -3,6 +3,7 @@ journal, written in one transaction so that they are all applied or none is."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from ..journal import WorkerRow
 from ..models import Account, ApiKey, UsageRecord
 from ._db import _atomic
 from .journal import write_journal
+from .keys import add_spend
 from .usage import Settlement, fit_usage
 
 
@@ -46,6 +48,7 @@ def write_usage(batch: Batch) -> None:
             db.session.execute(
                 UsageRecord.__table__.insert(), [fit_usage(r) for r in batch.records]
             )
+            add_spend(batch.records, time.time())
         for account_id, delta in sorted(net.items()):
             if delta:
                 db.session.execute(

@@ -3,6 +3,7 @@ of its long calls, written in the same transactions as the balances they describ
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -15,6 +16,7 @@ from ..extensions import db
 from ..journal import WorkerRow
 from ..models import Account, MeterWorker, UsageRecord, WorkerLease
 from ._db import _atomic
+from .keys import add_spend
 from .usage import fit_usage
 
 
@@ -137,6 +139,7 @@ def recover_worker(worker_id: str, cost: Callable[[str, int, int], int]) -> int 
         rows = [_recovered_row(entry, cost) for entry in orjson.loads(claimed[0])]
         if rows:
             db.session.execute(UsageRecord.__table__.insert(), rows)
+            add_spend(rows, time.time())
         refunds = dict(leases)
         for row in rows:
             refunds[row["account_id"]] = refunds.get(row["account_id"], 0) - row["cost_micros"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 
 from .. import keys
 from ..extensions import db
+from ..key_controls import MONTH, TOTAL, KeyControls, parse_models, period_of
 from ..models import Account, ApiKey, utcnow
 from ._db import NotFoundError, StoreError, _page
 from .accounts import get_account
@@ -20,10 +22,11 @@ class KeyRow(NamedTuple):
     tier: str
     balance_micros: int
     default_model: str | None
+    controls: KeyControls | None
 
 
 def find_active_key(digest: str) -> KeyRow | None:
-    """The non-revoked key with this digest, joined to its account."""
+    """The non-revoked key with this digest, joined to its account, with its controls."""
     row = db.session.execute(
         select(
             ApiKey.id,
@@ -32,28 +35,73 @@ def find_active_key(digest: str) -> KeyRow | None:
             Account.tier,
             Account.balance_micros,
             Account.default_model,
+            ApiKey.rpm,
+            ApiKey.tpm,
+            ApiKey.budget_micros,
+            ApiKey.budget_period,
+            ApiKey.models,
+            ApiKey.expires_at,
+            ApiKey.spent_micros,
+            ApiKey.spent_period,
         )
         .join(Account, ApiKey.account_id == Account.id)
         .where(ApiKey.digest == digest, ApiKey.revoked_at.is_(None))
     ).first()
     db.session.rollback()
-    return KeyRow(*row) if row else None
+    if row is None:
+        return None
+    (key_id, account_id, name, tier, balance, default_model, *controls) = row
+    return KeyRow(key_id, account_id, name, tier, balance, default_model, _controls(*controls))
 
 
-def create_key(account_name: str, label: str | None = None) -> tuple[ApiKey, str]:
-    """A new key for the account: the row, and the full key (shown once, never stored)."""
+def _controls(
+    rpm: int | None,
+    tpm: int | None,
+    budget: int | None,
+    period: str,
+    models: str | None,
+    expires: datetime | None,
+    spent: int,
+    spent_period: str | None,
+) -> KeyControls | None:
+    """The key's controls; None for a key that has none (the common, cheapest case)."""
+    if rpm is None and tpm is None and budget is None and not models and expires is None:
+        return None
+    return KeyControls(
+        rpm=rpm,
+        tpm=tpm,
+        budget_micros=budget,
+        budget_period=period or MONTH,
+        models=parse_models(models),
+        expires_at=None if expires is None else _aware(expires).timestamp(),
+        spent_micros=spent or 0,
+        spent_period=spent_period,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time stored is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def create_key(
+    account_name: str, label: str | None = None, controls: dict[str, Any] | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for the account: the row, and the full key (shown once, never stored).
+    ``controls``: see :func:`set_controls`."""
     account = get_account(account_name)
     key = keys.generate_key()
     row = ApiKey(
         account_id=account.id, digest=keys.digest(key), prefix=keys.display_prefix(key), label=label
     )
+    _apply(row, controls or {})
     db.session.add(row)
     db.session.commit()
     return row, key
 
 
-def revoke_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
-    """Revoke by full key or by a display prefix that matches exactly one live key."""
+def find_live_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
+    """A live key by full key or by a display prefix that matches exactly one live key."""
     query = select(ApiKey).where(ApiKey.revoked_at.is_(None))
     if account_name is not None:
         query = query.where(ApiKey.account_id == get_account(account_name).id)
@@ -71,9 +119,38 @@ def revoke_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
         raise NotFoundError("no live key matches that key or prefix")
     if len(matches) > 1:
         raise StoreError("that prefix matches several keys; give the full key")
-    matches[0].revoked_at = utcnow()
-    db.session.commit()
     return matches[0]
+
+
+def revoke_key(key_or_prefix: str, account_name: str | None = None) -> ApiKey:
+    """Revoke by full key or by a display prefix that matches exactly one live key."""
+    key = find_live_key(key_or_prefix, account_name)
+    key.revoked_at = utcnow()
+    db.session.commit()
+    return key
+
+
+def set_controls(key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+    """Change a key's label and controls: ``rpm``, ``tpm``, ``budget_micros``,
+    ``budget_period``, ``models`` (a list of ids), ``expires_at``; None clears one. Keys not
+    in ``changes`` stay as they are."""
+    _apply(key, changes)
+    db.session.commit()
+    return key
+
+
+def _apply(key: ApiKey, changes: dict[str, Any]) -> None:
+    for name, value in changes.items():
+        if name not in _SETTABLE:
+            raise StoreError(f"a key has no setting {name!r}")
+        if name == "models":
+            value = "\n".join(sorted(set(value))) if value else None
+        elif name == "budget_period":
+            value = value or MONTH
+        setattr(key, name, value)
+
+
+_SETTABLE = ("label", "rpm", "tpm", "budget_micros", "budget_period", "models", "expires_at")
 
 
 def get_key(key_id: int, account_name: str | None = None) -> ApiKey:
@@ -100,3 +177,26 @@ def list_keys(account_name: str, offset: int = 0, limit: int | None = None) -> l
     return _page(
         select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id), offset, limit
     )
+
+
+def add_spend(records: list[dict[str, Any]], now: float) -> None:
+    """Inside a usage batch's transaction: add each key's costs to what it spent this period
+    (a new period starts from zero), so a key's spend always equals its usage rows'."""
+    costs: dict[int, int] = {}
+    for row in records:
+        key_id, cost = row.get("key_id"), row.get("cost_micros") or 0
+        if key_id is not None and cost > 0:
+            costs[key_id] = costs.get(key_id, 0) + cost
+    month = period_of(MONTH, now)
+    period = case((ApiKey.budget_period == TOTAL, TOTAL), else_=month)
+    for key_id, cost in sorted(costs.items()):
+        db.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(
+                spent_micros=case(
+                    (ApiKey.spent_period == period, ApiKey.spent_micros + cost), else_=cost
+                ),
+                spent_period=period,
+            )
+        )
