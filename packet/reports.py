@@ -40,7 +40,10 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None
+    """ISO 8601 with its zone: every time stored is UTC (SQLite hands them back naive)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat(timespec="seconds")
 
 
 def account_view(account: Account) -> dict[str, Any]:

@@ -300,6 +300,81 @@ def test_key_bad_input_and_other_accounts_keys(api, name):
     assert_error(api.delete(f"/admin/v1/accounts/{name}/keys/abc", headers=AUTH), 404, "not_found")
 
 
+def test_key_controls_set_at_creation_changed_and_cleared(api, admin_app, name):
+    created = api.post(
+        f"/admin/v1/accounts/{name}/keys",
+        json={
+            "label": "ci",
+            "rpm": 10,
+            "tpm": 5000,
+            "budget": "2.50",
+            "models": ["b", "a"],
+            "expires_at": "2027-01-31",
+        },
+        headers=AUTH,
+    )
+    assert created.status_code == 201, created.json
+    view = created.json
+    assert (view["rpm"], view["tpm"], view["budget"], view["budget_micros"]) == (
+        10,
+        5000,
+        "2.50",
+        2_500_000,
+    )
+    assert view["budget_period"] == "month" and view["models"] == ["a", "b"]
+    assert view["expires_at"] == "2027-02-01T00:00:00+00:00", "valid through that day"
+    assert (view["spent"], view["spent_micros"]) == ("0.00", 0) and view["spent_period"]
+    key = view["key"]
+    with admin_app.app_context():
+        controls = admin_app.extensions["packet"].keys.lookup(key).controls
+    assert controls.rpm == 10 and controls.models == frozenset({"a", "b"})
+
+    path = f"/admin/v1/accounts/{name}/keys/{view['id']}"
+    changed = api.patch(path, json={"rpm": None, "budget_period": "total"}, headers=AUTH)
+    assert changed.status_code == 200
+    assert changed.json["rpm"] is None and changed.json["tpm"] == 5000
+    assert changed.json["budget_period"] == "total" and changed.json["spent_period"] == "total"
+    with admin_app.app_context():
+        assert admin_app.extensions["packet"].keys.lookup(key).controls.rpm is None, "seen at once"
+    cleared = api.patch(
+        path,
+        json={"tpm": None, "budget": None, "models": None, "expires_at": None},
+        headers=AUTH,
+    )
+    assert cleared.status_code == 200
+    with admin_app.app_context():
+        assert admin_app.extensions["packet"].keys.lookup(key).controls is None, "a plain key"
+    listed = api.get(f"/admin/v1/accounts/{name}/keys", headers=AUTH).json["data"]
+    assert listed[0]["budget_period"] == "total"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"rpm": 0}, "rpm"),
+        ({"rpm": "10"}, "rpm"),
+        ({"rpm": 61}, "rpm"),  # above the standard tier's 60
+        ({"tpm": 150_001}, "tpm"),
+        ({"budget": -1}, "budget"),
+        ({"budget": "lots"}, "budget"),
+        ({"budget_period": "week"}, "budget_period"),
+        ({"models": "a,b"}, "models"),
+        ({"models": [""]}, "models"),
+        ({"expires_at": "soon"}, "expires_at"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_key_controls_bad_input_is_400_naming_the_field(api, name, body, param):
+    created = api.post(f"/admin/v1/accounts/{name}/keys", headers=AUTH).json
+    for response in (
+        api.post(f"/admin/v1/accounts/{name}/keys", json=body, headers=AUTH),
+        api.patch(f"/admin/v1/accounts/{name}/keys/{created['id']}", json=body, headers=AUTH),
+    ):
+        assert response.status_code == 400, response.json
+        error = response.json["error"]
+        assert error["code"] == "invalid_request" and error["param"].split("[")[0] == param
+
+
 # --- endpoints --------------------------------------------------------------------------------
 
 

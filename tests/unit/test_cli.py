@@ -51,6 +51,58 @@ def test_keys_create_prints_key_alone_on_last_stdout_line(runner, app):
     assert invoke(runner, "keys", "revoke", key).exit_code != 0
 
 
+def test_keys_carry_their_controls_from_create_to_update_and_list(runner, app):
+    invoke(runner, "accounts", "create", "acme", "--tier", "standard")
+    result = runner.invoke(
+        args=[
+            "keys",
+            "create",
+            "acme",
+            "--label",
+            "svc",
+            "--rpm",
+            "5",
+            "--tpm",
+            "1000",
+            "--budget",
+            "0.01",
+            "--models",
+            "m1,m2",
+            "--expires",
+            "2027-01-31",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[-1]
+    line = invoke(runner, "keys", "list", "acme").output
+    assert "rpm=5\ttpm=1000\tbudget=$0.01/month\tspent=$0.00\tmodels=m1,m2" in line
+    assert "expires=2027-02-01T00:00:00+00:00" in line
+    changed = invoke(
+        runner, "keys", "update", key[:12], "--rpm", "none", "--budget-period", "total"
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "rpm=-" in changed.output and "budget=$0.01/total" in changed.output
+    with app.app_context():
+        row = store.find_live_key(key)
+        assert (row.rpm, row.tpm, row.budget_micros, row.models) == (None, 1000, 10_000, "m1\nm2")
+
+
+def test_keys_controls_refused_when_looser_than_the_tier_or_malformed(runner):
+    invoke(runner, "accounts", "create", "acme", "--tier", "standard")
+    above = invoke(runner, "keys", "create", "acme", "--rpm", "61")
+    assert above.exit_code != 0 and "above the account's tier (60)" in above.output
+    for option, value in [
+        ("--rpm", "0"),
+        ("--rpm", "x"),
+        ("--budget", "-1"),
+        ("--budget", "lots"),
+        ("--expires", "soon"),
+        ("--budget-period", "week"),
+    ]:
+        assert invoke(runner, "keys", "create", "acme", option, value).exit_code != 0, option
+    assert "Give at least one option" in invoke(runner, "keys", "update", "pk_live_x").output
+
+
 def test_endpoints_validated(runner):
     invoke(runner, "accounts", "create", "acme")
     ok = invoke(

@@ -14,8 +14,10 @@ from processes import REDIS_URL
 from redis.exceptions import ResponseError
 
 from packet import create_app, store
-from packet.errors import RateLimitExceeded, ServiceUnavailable
+from packet.errors import InsufficientQuota, RateLimitExceeded, ServiceUnavailable
+from packet.key_controls import KeyControls, period_of
 from packet.limits import MAX_ESTIMATE, StorageGuard, WindowLimits, duration
+from packet.limits.window import KeyLimit
 
 
 def budget(storage=None, *, fail_open=True, clock=None, errors=None, prefix="t"):
@@ -392,3 +394,74 @@ def test_flask_limiter_adds_no_request_hooks(limited):
     ]
     modules = {getattr(getattr(hook, "func", hook), "__module__", "") for hook in hooks}
     assert not any(module.startswith("flask_limiter") for module in modules), modules
+
+
+# --- a key's own controls, in the same admission --------------------------------------------
+
+
+def admit_key(
+    limits, account, controls, *, key_id=1, rpm=1_000, tpm=1_000_000, estimate=10, hold=0
+):
+    """Admit like a completion with a controlled key: the reservation, or the error raised."""
+    reservation = limits.admit(
+        account, rpm=rpm, tpm=tpm, estimate=estimate, key=KeyLimit(key_id, controls, hold)
+    )
+    if reservation is not None and not reservation.admitted:
+        raise limits.refusal(reservation, rpm, tpm, controls)
+    return reservation
+
+
+def test_a_key_rpm_refuses_that_key_while_the_account_goes_on(tokens):
+    controls = KeyControls(rpm=3)
+    for _ in range(3):
+        admit_key(tokens, 7, controls, key_id=1, rpm=5)
+    with pytest.raises(RateLimitExceeded, match="per minute on this API key: limit 3") as refused:
+        admit_key(tokens, 7, controls, key_id=1, rpm=5)
+    assert refused.value.type == "requests" and "Retry-After" in refused.value.headers
+    other = admit_key(tokens, 7, KeyControls(rpm=3), key_id=2, rpm=5)
+    assert other.admitted and other.requests == 5, "the account counted every request"
+    with pytest.raises(RateLimitExceeded, match="on your account: limit 5"):
+        admit_key(tokens, 7, KeyControls(rpm=3), key_id=3, rpm=5)
+
+
+def test_a_key_tpm_is_its_own_and_settles_to_the_real_usage(tokens):
+    controls = KeyControls(tpm=100)
+    first = admit_key(tokens, 8, controls, estimate=80)
+    assert (first.key_tokens, first.counter) == (80, 80)
+    tokens.settle(first, 120)
+    tokens.flush()
+    with pytest.raises(RateLimitExceeded, match="tokens per minute on this API key: limit 100"):
+        admit_key(tokens, 8, controls, estimate=1)
+    fresh = admit_key(tokens, 8, KeyControls(tpm=100), key_id=2, estimate=5)
+    assert fresh.key_tokens == 5 and fresh.counter == 125, "the account's window has them all"
+
+
+def test_a_budget_holds_the_most_a_request_can_cost_and_settles_to_its_cost(tokens):
+    controls = KeyControls(budget_micros=1_000)
+    held = [admit_key(tokens, 9, controls, hold=400) for _ in range(3)]  # 1,200 held ≥ budget
+    assert [r.spent for r in held] == [400, 800, 1_200]
+    with pytest.raises(InsufficientQuota, match=r"budget of \$0.00"):
+        admit_key(tokens, 9, controls, hold=400)
+    for reservation in held:
+        tokens.settle(reservation, 10, cost=100)  # each really cost 100
+    tokens.flush()
+    again = admit_key(tokens, 9, controls, hold=400)
+    assert again.spent == 300 + 400, "settled spend plus the new hold"
+
+
+def test_a_budget_counter_starts_from_what_the_database_says_was_spent(tokens):
+    controls = KeyControls(budget_micros=1_000, spent_micros=990, spent_period=None)
+    # The spend recorded is from another period: this one starts from zero.
+    assert admit_key(tokens, 10, controls, key_id=4, hold=5).spent == 5
+    this_month = period_of("month", tokens.clock())
+    seeded = KeyControls(budget_micros=1_000, spent_micros=1_000, spent_period=this_month)
+    with pytest.raises(InsufficientQuota):
+        admit_key(tokens, 10, seeded, key_id=5, hold=5)
+
+
+def test_a_key_count_without_tokens_checks_its_rpm_only(tokens):
+    controls = KeyControls(rpm=1, tpm=1, budget_micros=0)
+    counted = admit_key(tokens, 11, controls, estimate=None)
+    assert counted.admitted and counted.spend_key is None and counted.settled
+    with pytest.raises(RateLimitExceeded, match="requests per minute on this API key"):
+        admit_key(tokens, 11, controls, estimate=None)
