@@ -276,12 +276,13 @@ class WindowLimits:
             return over_budget(controls, reservation.spent)
         wait = reservation.reset_at - self.clock()
         on_key = refused in (KEY_RPM, KEY_TPM) and controls is not None
-        whose = "this API key" if on_key else "your account"
+        # A key with limits of its own is told whose limit it hit; plain keys read as always.
+        whose = "" if controls is None else " on this API key" if on_key else " on your account"
         resets = f"The limit resets in {math.ceil(wait)}s (at Unix time {reservation.reset_at})."
         if refused in (ACCOUNT_RPM, KEY_RPM):
             limit = controls.rpm if on_key and controls is not None else rpm
             return RateLimitExceeded(
-                f"Rate limit reached for requests per minute on {whose}: limit {limit} per "
+                f"Rate limit reached for requests per minute{whose}: limit {limit} per "
                 f"{self.window}s. {resets}",
                 limit_type="requests",
                 headers=retry_headers(wait),
@@ -290,7 +291,7 @@ class WindowLimits:
         if on_key and controls is not None:
             limit, used = controls.tpm or 0, reservation.key_tokens
         return RateLimitExceeded(
-            f"Rate limit reached for tokens per minute on {whose}: limit {limit} per "
+            f"Rate limit reached for tokens per minute{whose}: limit {limit} per "
             f"{self.window}s, used {used}. {resets}",
             limit_type="tokens",
             headers=retry_headers(wait),

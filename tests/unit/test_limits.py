@@ -420,7 +420,7 @@ def test_a_key_rpm_refuses_that_key_while_the_account_goes_on(tokens):
     assert refused.value.type == "requests" and "Retry-After" in refused.value.headers
     other = admit_key(tokens, 7, KeyControls(rpm=3), key_id=2, rpm=5)
     assert other.admitted and other.requests == 5, "the account counted every request"
-    with pytest.raises(RateLimitExceeded, match="on your account: limit 5"):
+    with pytest.raises(RateLimitExceeded, match="per minute on your account: limit 5"):
         admit_key(tokens, 7, KeyControls(rpm=3), key_id=3, rpm=5)
 
 
