@@ -2,8 +2,8 @@
 
 One gunicorn gevent worker (priced, so the budget hold runs), the simulated vLLM, two keys of
 one account: a plain one, and one with rpm, tpm, a budget, an allow-list and an expiry. The
-two are measured in alternating rounds on the same worker, so a busy machine slows both alike;
-each figure is the median of the rounds.
+two are measured in alternating rounds on the same worker (ABBA, so neither always goes
+first), so a busy machine slows both alike; each figure is the median of the rounds.
 
     python -m bench.key_controls_cost [--rounds 10] [--requests 200] [--concurrency 8]
                                       [--database URL] [--redis-url URL]
@@ -81,9 +81,11 @@ def main() -> None:
         for key in (plain, controlled):  # warm up: caches, pools, scripts
             round_cpu(url, key, pid, 50, args.concurrency)
         figures: dict[str, list[float]] = {"plain": [], "controlled": []}
-        for _ in range(rounds):
-            figures["plain"].append(round_cpu(url, plain, pid, n, args.concurrency))
-            figures["controlled"].append(round_cpu(url, controlled, pid, n, args.concurrency))
+        keys = {"plain": plain, "controlled": controlled}
+        for number in range(rounds):
+            order = list(keys) if number % 2 == 0 else list(reversed(keys))  # ABBA: no order bias
+            for label in order:
+                figures[label].append(round_cpu(url, keys[label], pid, n, args.concurrency))
         medians = {label: statistics.median(values) for label, values in figures.items()}
         storage = "redis" if args.redis_url else "memory"
         print(f"limits in {storage}, {rounds} rounds × {n} requests, c={args.concurrency}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
-from ..errors import APIError, RateLimitExceeded
+from ..errors import APIError
 from ..exchange import Exchange, current
 from ..protocol.messages import PATHS as ANTHROPIC_PATHS
 from ..runtime import runtime
@@ -98,7 +98,7 @@ def rate_limit_headers(response: Response) -> Response:
     reset_at = limits.bounds(now)[1]
     rpm, tpm = figures["rpm"], figures["tpm"]
     requests_used = exchange.requests_counted or 0  # None: not counted (storage down)
-    tokens_used, tokens_reset = _tokens_used(exchange, limits, principal.account_id, tpm, reset_at)
+    tokens_used, tokens_reset = _tokens_used(exchange, limits, principal.account_id, reset_at)
     controls, reservation = principal.controls, exchange.admission
     if controls is not None and reservation is not None and reservation.key_token_key:
         rpm, requests_used = _tighter(rpm, requests_used, controls.rpm, reservation.key_requests)
@@ -145,14 +145,13 @@ def _rfc3339(epoch: int) -> str:
 
 
 def _tokens_used(
-    exchange: Exchange, limits: WindowLimits, account_id: int, tpm: int, reset_at: int
+    exchange: Exchange, limits: WindowLimits, account_id: int, reset_at: int
 ) -> tuple[int, int]:
+    """Tokens used in the window, from this request's own admission (a refused one too);
+    a request counted without tokens reads the counter."""
     reservation = exchange.admission
     if reservation is not None:
         return reservation.counter, reservation.reset_at
-    error = exchange.error
-    if isinstance(error, RateLimitExceeded) and error.type == "tokens":
-        return tpm, reset_at
     used = limits.used(account_id)
     return 0 if used is None else used, reset_at
 

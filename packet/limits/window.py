@@ -160,6 +160,7 @@ class WindowLimits:
         self.clock = clock
         self.flush_delay = flush_delay
         self._queue: dict[str, list[int]] = {}  # token key → [delta, window reset]
+        self._periods: dict[str, tuple[str, int]] = {}  # budget period → (current, its end)
         self._flusher: gevent.Greenlet[[], None] | None = None
 
     def bounds(self, now: float | None = None) -> tuple[int, int]:
@@ -175,11 +176,20 @@ class WindowLimits:
         item = _request_item(rpm, self.window)
         return item.key_for(self.prefix, f"account:{account_id}/{start}", "v1")
 
+    def _period(self, budget_period: str, now: float) -> tuple[str, int]:
+        """The budget period ``now`` falls in and its end, worked out once per period."""
+        known = self._periods.get(budget_period)
+        if known is None or now >= known[1]:
+            known = self._periods[budget_period] = (
+                period_of(budget_period, now),
+                period_end(budget_period, now),
+            )
+        return known
+
     def _key_ask(self, limit: KeyLimit, start: int, now: float) -> tuple[KeyAsk, int]:
         """The key's counters for this window and budget period, and when the period ends."""
         controls, key_id = limit.controls, limit.key_id
-        budget_reset = period_end(controls.budget_period, now)
-        period = period_of(controls.budget_period, now)
+        period, budget_reset = self._period(controls.budget_period, now)
         ask = KeyAsk(
             f"{self.prefix}/key-rpm/{key_id}/{start}",
             f"{self.prefix}/key-tpm/{key_id}/{start}",
