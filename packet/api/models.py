@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from ..errors import ModelNotFound
 from ..exchange import current
 from ..gateway.targets import endpoint_triples
+from ..limits import counted
 from ..runtime import runtime
 from . import bp
 
@@ -26,12 +27,14 @@ def _served() -> dict[str, dict[str, Any]]:
 
 
 @bp.get("/models")
+@counted
 def list_models() -> ResponseReturnValue:
     """OpenAI list format; vLLM's extra fields (max_model_len, root, …) kept."""
     return jsonify({"object": "list", "data": list(_served().values())})
 
 
 @bp.get("/models/<path:model_id>")
+@counted
 def get_model(model_id: str) -> ResponseReturnValue:
     """One model card, or 404 listing the models that are served."""
     served = _served()

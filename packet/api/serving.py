@@ -11,7 +11,7 @@ from ..config import Settings
 from ..exchange import current
 from ..gateway.inbound import Inbound, Route
 from ..gateway.pipeline import serve
-from ..limits import counted_at_admission, note_admission
+from ..limits import count_unadmitted, note_admission
 from ..runtime import runtime
 from ..upload import MAX_FIELD_BYTES, Upload, receive
 
@@ -21,7 +21,15 @@ UPLOAD_READ = 16 * 1024  # a read waits for this much: the slowest link is this 
 
 
 def proxied(route: Route, resource: str | None = None) -> Response:
-    """Serve the current request on ``route``; what admission counted goes to the headers."""
+    """Serve the current request on ``route``; what admission counted goes to the headers
+    (a request that ended before admission is counted as it leaves)."""
+    try:
+        return _proxied(route, resource)
+    finally:
+        count_unadmitted()
+
+
+def _proxied(route: Route, resource: str | None) -> Response:
     rt = runtime()
     upload = _upload(rt.settings) if route.multipart else None
     json_body = route.schema is not None and upload is None
@@ -78,5 +86,5 @@ def proxy(bp: Blueprint, rule: str, route: Route, doc: str) -> Callable[..., Res
     view.__doc__ = doc
     view.route = route  # type: ignore[attr-defined]
     endpoint = route.name.replace(".", "_") + ("_v2" if rule.startswith("/v2") else "")
-    bp.add_url_rule(rule, endpoint, counted_at_admission(view), methods=[route.method])
+    bp.add_url_rule(rule, endpoint, view, methods=[route.method])
     return view

@@ -13,7 +13,7 @@ does: it counts the request and reserves an estimate of its tokens in one storag
 A request is admitted while the token counter is below the budget, so a concurrent burst
 overshoots by at most one reservation, and once every request has settled the counter equals
 the real usage. Completions are counted where their estimate is known (after validation and
-routing); every other /v1 request is counted before its view.
+routing); every other /v1 view is counted before it runs (``@counted``).
 
 :class:`StorageGuard` applies the policy when the storage (Redis) is unreachable.
 """
@@ -21,7 +21,8 @@ routing); every other /v1 request is counted before its view.
 from .admission import count, refuse_over
 from .hooks import (
     admit,
-    counted_at_admission,
+    count_unadmitted,
+    counted,
     duration,
     init_blueprint,
     note_admission,
@@ -47,7 +48,8 @@ __all__ = [
     "WindowLimits",
     "admit",
     "count",
-    "counted_at_admission",
+    "count_unadmitted",
+    "counted",
     "duration",
     "init_blueprint",
     "note_admission",

@@ -1,15 +1,17 @@
-"""The Flask side of the limits: every /v1 request counted (completions where the pipeline
-admits them), and both header families on every answer to an authenticated caller."""
+"""The Flask side of the limits: the /v1 views that are not proxied are counted by their
+decorator (proxied ones where the pipeline admits them), and both header families go on every
+answer to an authenticated caller."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from ..errors import APIError
 from ..exchange import Exchange, current
@@ -20,6 +22,9 @@ from .window import TokenReservation, WindowLimits, tier_figures
 
 if TYPE_CHECKING:
     from ..auth import Principal
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def duration(seconds: float) -> str:
@@ -60,37 +65,39 @@ def _principal() -> Principal:
     return principal
 
 
-def counted_at_admission(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a view that calls :func:`admit` itself, with its token estimate, once it has one.
+def counted(view: Callable[P, R]) -> Callable[P, R]:
+    """Count the caller's request before the view runs (429 over the rpm): for the /v1 views
+    that are not proxied. A proxied request is counted where the pipeline admits it, with its
+    token estimate, in the same storage call (see :func:`count_unadmitted`)."""
 
-    Counting the request there too makes one storage call of the two; a request that fails
-    before it gets there is counted with the headers.
-    """
-    view.counted_at_admission = True  # type: ignore[attr-defined]
-    return view
-
-
-def count_request() -> None:
-    """Count the caller's request (one counter shared by every /v1 route); 429 over the rpm."""
-    view = current_app.view_functions.get(request.endpoint or "")
-    if not getattr(view, "counted_at_admission", False):
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         admit(None)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def count_unadmitted() -> None:
+    """Count a proxied request that ended before the pipeline admitted it (a bad body, an
+    unknown model, an upload cut short), so every request counts once; it keeps its own error
+    (a storage failure here only costs the headers)."""
+    if not current().counted:
+        with contextlib.suppress(APIError):
+            rt, principal = runtime(), _principal()
+            note_admission(count(rt, principal, None))
 
 
 def rate_limit_headers(response: Response) -> Response:
     """Both header families on every /v1 response of an authenticated caller, and Anthropic's
     on its Messages routes (what the Anthropic SDK and Claude Code read).
 
-    The figures come from this request's own admission; a request that ended before it (bad
-    body, unknown model) is counted here, and a storage failure then only costs the headers.
+    The figures come from this request's own admission.
     """
     exchange = current()
     principal = exchange.principal
     if principal is None:
         return response
-    if not exchange.counted:
-        with contextlib.suppress(APIError):
-            admit(None)
     rt = runtime()
     limits = rt.limits
     figures = tier_figures(rt.settings, principal.tier)
@@ -157,6 +164,6 @@ def _tokens_used(
 
 
 def init_blueprint(bp: Blueprint) -> None:
-    """Apply the tier limits (one request counter shared by every route) and the headers."""
-    bp.before_request(count_request)
+    """The rate-limit headers on every answer of the blueprint (its views count themselves:
+    :func:`counted`, or the pipeline)."""
     bp.after_request(rate_limit_headers)

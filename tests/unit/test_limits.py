@@ -272,6 +272,36 @@ def assert_rate_headers(response):
     assert not missing, f"{response.status_code} lacks {missing}"
 
 
+def test_every_request_on_every_route_counts_exactly_once(limited):
+    """Proxied routes count where the pipeline admits them, or as they leave when they end
+    before (here: no endpoint, bad bodies); the others by their decorator. None counts twice
+    and none is missed."""
+    key = make_key(limited, "standard")
+    client = limited.test_client()
+    rules = [
+        r for r in limited.url_map.iter_rules() if r.endpoint.split(".")[0] in ("v1", "vllm")
+    ]
+    assert len(rules) > 20
+    expected = 60
+    for rule in rules:
+        path = rule.rule.replace("<path:model_id>", "m").replace("<id>", "resp_1")
+        method = sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
+        for body in (b"{}", b"not json"):
+            response = client.open(
+                path,
+                method=method,
+                data=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            expected -= 1
+            assert response.status_code < 500 or response.status_code == 503, path
+            remaining = int(response.headers["x-ratelimit-remaining-requests"])
+            assert remaining == max(0, expected), f"{method} {path} {response.status_code}"
+            if expected <= 1:
+                expected = 60
+                limited.clock.now += 60  # a fresh window for the next rules
+
+
 def test_free_tier_allows_20_then_429_with_every_header(limited):
     key = make_key(limited, "free")
     client = limited.test_client()
