@@ -278,9 +278,7 @@ def test_every_request_on_every_route_counts_exactly_once(limited):
     and none is missed."""
     key = make_key(limited, "standard")
     client = limited.test_client()
-    rules = [
-        r for r in limited.url_map.iter_rules() if r.endpoint.split(".")[0] in ("v1", "vllm")
-    ]
+    rules = [r for r in limited.url_map.iter_rules() if r.endpoint.split(".")[0] in ("v1", "vllm")]
     assert len(rules) > 20
     expected = 60
     for rule in rules:
