@@ -11,7 +11,7 @@ LITELLM_STAMP := $(LITELLM_VENV)/.installed
 JS := tests/compat/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: run test test-unit test-live lint format bench soak bench-litellm clean compat compat-env
+.PHONY: run test test-unit test-live lint format bench bench-scale soak bench-litellm clean compat compat-env
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,15 @@ compat: $(STAMP) compat-env
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+SCALE_STAMP := $(VENV)/.scale-installed
+$(SCALE_STAMP): $(STAMP) bench/requirements-scale.txt
+	$(BIN)/pip install --quiet -r bench/requirements-scale.txt
+	touch $(SCALE_STAMP)
+
+## bench-scale: how the gateway's cost grows with keys, endpoints, messages, body size, usage rows (tables + PNGs)
+bench-scale: $(SCALE_STAMP)
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 ## soak: 5 minutes of mixed traffic on 127.0.0.1, then every usage row checked (not in CI)
 soak: $(STAMP)
