@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -144,7 +144,10 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, folder: Path) -> None:
         self.args = args
-        self.plan = QUICK if args.quick else FULL
+        plan = QUICK if args.quick else FULL
+        if args.many_streams:
+            plan = replace(plan, many_streams=min(args.many_streams, 10_000))
+        self.plan = plan
         self.folder = folder
         self.servers: list[Server] = []
         self.load: LoadGenerator | None = None
@@ -235,6 +238,8 @@ class Bench:
             "PORT": str(port),
             "WEB_CONCURRENCY": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            # Room for every stream of the many-streams phase on the one worker.
+            "GUNICORN_WORKER_CONNECTIONS": str(max(4000, self.plan.many_streams + 500)),
         }
 
     def _gateway_env(self, upstream: str) -> dict[str, str]:
@@ -501,6 +506,9 @@ def main(argv: list[str] | None = None) -> None:
         "responses_stream,messages_stream,stream_ttft,stream_20ms,many_streams",
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat each phase; report medians")
+    parser.add_argument(
+        "--many-streams", type=int, help="streams open at once in the many_streams phase"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument(
         "--litellm",

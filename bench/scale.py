@@ -7,6 +7,8 @@
     body        one message's size (1 KB, 100 KB, 1 MB): CPU per request (reading, parsing)
     usage       usage rows in the database (PostgreSQL; 10k, 1M, 10M): the ``usage`` report
                 of one account over 30 days, p50/p99
+    streams     streams open at once on one worker (10, 1,000, 5,000; the real gunicorn server,
+                through bench.run): RSS per stream, TTFT p99, every stream answered
 
 Requests go through the real app (Flask's test client, so no server or load generator shares
 the CPU figure) to the simulated vLLM on 127.0.0.1; CPU is this process's, per request, the
@@ -26,9 +28,11 @@ from gevent import monkey
 monkey.patch_all()  # as in a gunicorn gevent worker: the meter's flush runs in the background
 
 import argparse
+import re
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -224,6 +228,40 @@ def curve_usage(ctx: Context, sizes: list[int]) -> Curve:
     return curve
 
 
+def curve_streams(ctx: Context, counts: list[int]) -> Curve:
+    """Streams open at once on one gunicorn gevent worker (``bench.run``'s many-streams phase,
+    the real server): memory per stream, time to first token, every stream answered."""
+    curve = Curve("streams", "streams open at once on one worker", "RSS KiB per stream")
+    for count in counts:
+        made = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.run",
+                "--quick",
+                "--phases",
+                "many_streams",
+                "--many-streams",
+                str(count),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
+        )
+        found = re.search(r"results: (\S+)\.\{txt,json\}", made.stdout)
+        assert found, made.stdout[-2000:]
+        result = orjson.loads(Path(f"{found.group(1)}.json").read_bytes())
+        gateway = result["results"]["many_streams"]["gateway"]
+        curve.points.append((count, (gateway.get("rss_per_stream") or 0) / 1024))
+        curve.notes[count] = (
+            f"answered {gateway['ok']}/{count}, errors {gateway['errors']}, "
+            f"TTFT p99 {gateway['ttft']['p99']:.0f} ms"
+        )
+    return curve
+
+
 def plot(curve: Curve, folder: Path) -> Path:
     import matplotlib
 
@@ -277,6 +315,7 @@ CURVES: dict[str, Callable[[Context, list[int]], Curve]] = {
     "messages": curve_messages,
     "body": curve_body,
     "usage": curve_usage,
+    "streams": curve_streams,
 }
 
 
@@ -304,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", default="1,50,500")
     parser.add_argument("--body", default="1000,100000,1000000")
     parser.add_argument("--usage-rows", default="10000,1000000,10000000")
+    parser.add_argument("--streams", default="10,1000,5000")
     parser.add_argument("--docs", action="store_true", help="copy the PNGs to docs/")
     args = parser.parse_args(argv)
     sizes: dict[str, Any] = {
@@ -312,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         "messages": _numbers(args.messages),
         "body": _numbers(args.body),
         "usage": _numbers(args.usage_rows),
+        "streams": _numbers(args.streams),
     }
     folder = Path(tempfile.mkdtemp(prefix="packet-scale-"))
     launcher = Launcher(folder)
