@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +196,24 @@ class LoadGenerator(Child):
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
         super().stop()
+
+
+@contextlib.contextmanager
+def private_database(url: str | None, folder: Path) -> Iterator[str]:
+    """A private database: a SQLite file, or a PostgreSQL database made and dropped here."""
+    if not url:
+        yield f"sqlite:///{folder / 'bench.db'}"
+        return
+    import psycopg
+
+    from packet.config import normalize_database_url
+
+    admin = normalize_database_url(url).replace("postgresql+psycopg", "postgresql")
+    name = f"packet_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -183,7 +183,8 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
         f"Python {meta['python']}\n"
         + (f"{pinned} pinned to core 0, sim + load to core 1" if meta["pinned"] else "unpinned")
         + f"; load average {meta['loadavg']:.2f} → {meta.get('loadavg_end', 0):.2f}\n"
-        + f"gateway: {meta.get('database', 'sqlite')}, limits in {meta.get('limits', 'memory')}"
+        + f"profile {meta.get('profile', 'dev')} — gateway: {meta.get('database', 'sqlite')}, "
+        + f"limits in {meta.get('limits', 'memory')}"
         + (f"; medians of {meta['runs']} runs" if meta.get("runs", 1) > 1 else "")
     )
     if t.peer:

@@ -46,6 +46,7 @@ from .procs import (
     cpu_seconds,
     free_port,
     pinning_available,
+    private_database,
     rss_bytes,
 )
 from .report import render
@@ -54,6 +55,8 @@ MODEL = "bench/sim-model"
 TIERS = '{"bench": {"rpm": 100000000, "tpm": 1000000000000}}'
 PROMPT = [{"role": "user", "content": "Say hello to the benchmark, in sixteen words."}]
 RESULTS = Path(__file__).resolve().parent / "results"
+PROD_DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
+PROD_REDIS = "redis://127.0.0.1:6379/0"
 JSON = {"Content-Type": "application/json"}
 T = TypeVar("T")
 
@@ -515,11 +518,31 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also load the LiteLLM proxy from .venv-litellm (make bench-litellm installs it)",
     )
+    parser.add_argument(
+        "--profile",
+        choices=("dev", "prod"),
+        default="dev",
+        help="dev: SQLite, limits in memory (make run's defaults); prod: a private PostgreSQL "
+        f"database on --database-url (default {PROD_DATABASE}) and Redis limits on --redis-url "
+        f"(default {PROD_REDIS}), as operators run it",
+    )
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="packet-bench-"))
+    if args.profile == "prod":
+        args.redis_url = args.redis_url or PROD_REDIS
+        with private_database(args.database_url or PROD_DATABASE, folder) as url:
+            args.database_url = url
+            _bench(args, folder)
+    else:
+        _bench(args, folder)
+
+
+def _bench(args: argparse.Namespace, folder: Path) -> None:
+    """One benchmark run with ``args``, its processes' logs in ``folder``."""
     bench = Bench(args, folder)
     meta = machine() | {
+        "profile": args.profile,
         "runs": max(1, args.runs),
         "limits": "redis" if args.redis_url else "memory",
         "database": args.database_url.split(":", 1)[0] if args.database_url else "sqlite",

@@ -37,8 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +53,7 @@ from packet.extensions import db
 from packet.upstream.discovery import HEALTHY, EndpointState
 
 from .curves import Curve
+from .procs import private_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -284,27 +284,6 @@ def plot(curve: Curve, folder: Path) -> Path:
     return path
 
 
-@contextmanager
-def database(url: str | None, folder: Path) -> Iterator[str]:
-    """A private database: a SQLite file, or a PostgreSQL database made and dropped here."""
-    if not url:
-        yield f"sqlite:///{folder / 'scale.db'}"
-        return
-    import psycopg
-
-    from packet.config import normalize_database_url
-
-    admin = normalize_database_url(url).replace("postgresql+psycopg", "postgresql")
-    name = f"packet_scale_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _numbers(text_value: str) -> list[int]:
     return [int(v) for v in text_value.split(",") if v]
 
@@ -359,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(exist_ok=True)
     report = []
     try:
-        with database(args.database_url, folder) as url:
+        with private_database(args.database_url, folder) as url:
             migrated_app(url)
             sim = launcher.sim("--token-delay", "0", "--max-model-len", "1000000")
             app = create_app(
