@@ -15,6 +15,7 @@ from ..extensions import db
 from ..journal import WorkerRow
 from ..models import Account, MeterWorker, UsageRecord, WorkerLease
 from ._db import _atomic
+from .daily import roll_up
 from .usage import fit_usage
 
 
@@ -137,6 +138,7 @@ def recover_worker(worker_id: str, cost: Callable[[str, int, int], int]) -> int 
         rows = [_recovered_row(entry, cost) for entry in orjson.loads(claimed[0])]
         if rows:
             db.session.execute(UsageRecord.__table__.insert(), rows)
+            roll_up(rows)
         refunds = dict(leases)
         for row in rows:
             refunds[row["account_id"]] = refunds.get(row["account_id"], 0) - row["cost_micros"]
