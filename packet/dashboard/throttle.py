@@ -39,11 +39,13 @@ limiter = Limiter(
 
 def _limited(fn: F, cost: int) -> F:
     """``fn`` under both limits (a shared scope each, so every decorated function counts
-    against the same two counters), charging ``cost`` per call."""
+    against the same two counters), charging ``cost`` per call. The cost is given as a
+    callable: Flask-Limiter reads a plain ``0`` as its default of 1."""
     for amount, scope, key in ((PER_EMAIL, "email", _email), (PER_ADDRESS, "address", _address)):
-        fn = cast(
-            F, limiter.shared_limit(amount, scope=f"signin-{scope}", key_func=key, cost=cost)(fn)
+        limit = limiter.shared_limit(
+            amount, scope=f"signin-{scope}", key_func=key, cost=lambda: cost
         )
+        fn = cast(F, limit(fn))
     return fn
 
 
