@@ -50,5 +50,8 @@ def billing() -> ResponseReturnValue:
     return render_template(
         "dashboard/billing.html",
         balance=dollars(account.balance_micros),
-        events=[(e, dollars(e.amount_micros)) for e in events],
+        events=[
+            (e, f"{'-' if e.amount_micros < 0 else '+'}${dollars(abs(e.amount_micros))}")
+            for e in events
+        ],
     )

@@ -170,7 +170,10 @@ def test_sign_out_ends_the_session(app):
     client = app.test_client()
     sign_in(client, email)
     page = client.get("/dashboard/")
-    assert client.post("/dashboard/logout", data={"csrf_token": csrf_token(page.text)}).status_code == 302
+    assert (
+        client.post("/dashboard/logout", data={"csrf_token": csrf_token(page.text)}).status_code
+        == 302
+    )
     assert client.get("/dashboard/").status_code == 302
 
 
