@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -18,7 +19,17 @@ from ..runtime import runtime
 from ..upstream.discovery import HEALTHY
 
 PLAYGROUND_LABEL = "playground"
+audit_log = logging.getLogger("packet.audit")
 USAGE_DAYS = 30
+
+
+def audit(action: str, user: User | str, **fields: object) -> None:
+    """One line per change made from the dashboard: who, which account, what (never a key,
+    a password or a token)."""
+    email = user if isinstance(user, str) else user.email
+    account = "" if isinstance(user, str) else f" account={user.account.name}"
+    details = "".join(f" {name}={value}" for name, value in fields.items())
+    audit_log.info("dashboard %s user=%s%s%s", action, email, account, details)
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,7 @@ def playground_key(user: User, previous: int | None) -> tuple[int, str]:
         revoke_playground_key(account, previous)
     row, key = store.create_key(account.name, f"{PLAYGROUND_LABEL} · {user.email}"[:100])
     runtime().keys.invalidate()
+    audit("playground.key", user, key=f"{row.prefix}…")
     return row.id, key
 
 

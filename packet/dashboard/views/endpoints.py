@@ -52,6 +52,7 @@ def add_endpoint() -> ResponseReturnValue:
         return _page(form, 400)
     endpoint = store.add_endpoint(signed_in().account.name, url, form.upstream_key.data or None)
     runtime().keys.invalidate()
+    services.audit("endpoint.add", signed_in().user, endpoint=endpoint.id, url=endpoint.base_url)
     flash(f"Added {endpoint.base_url}.", "info")
     return redirect(url_for("dashboard.endpoints"))
 
@@ -82,5 +83,6 @@ def remove_endpoint(endpoint_id: int) -> ResponseReturnValue:
     url = _own_endpoint(endpoint_id)
     store.remove_endpoint(signed_in().account.name, endpoint_id)
     runtime().keys.invalidate()
+    services.audit("endpoint.remove", signed_in().user, endpoint=endpoint_id, url=url)
     flash(f"Removed {url}.", "info")
     return redirect(url_for("dashboard.endpoints"))

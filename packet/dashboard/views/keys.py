@@ -41,8 +41,9 @@ def create_key() -> ResponseReturnValue:
     form = KeyForm()
     if not form.validate_on_submit():
         return _page(form, status=400)
-    _, key = store.create_key(signed_in().account.name, form.label.data or None)
+    row, key = store.create_key(signed_in().account.name, form.label.data or None)
     runtime().keys.invalidate()
+    services.audit("key.create", signed_in().user, key=f"{row.prefix}…")
     return _page(KeyForm(formdata=None), new_key=key, status=201)
 
 
@@ -69,5 +70,6 @@ def revoke_key(key_id: int) -> ResponseReturnValue:
     key = _own_key(key_id)
     store.revoke_key_id(signed_in().account.name, key.id)
     runtime().keys.invalidate()
+    services.audit("key.revoke", signed_in().user, key=f"{key.prefix}…")
     flash(f"Revoked {key.prefix}…", "info")
     return redirect(url_for("dashboard.keys"))

@@ -31,6 +31,7 @@ def login() -> ResponseReturnValue:
 def _refused(form: SignInForm) -> ResponseReturnValue:
     """A failed sign-in: counted against the email and the address (429 once over)."""
     form.form_errors.append(FAILED)
+    services.audit("signin.failed", (form.email.data or "")[:254])
     return render_template("dashboard/login.html", form=form), 401
 
 
@@ -46,6 +47,7 @@ def login_post() -> ResponseReturnValue:
         return _refused(form)
     session.clear()
     login_user(SignedIn(user))
+    services.audit("signin", user)
     return redirect(_safe_next(request.args.get("next")))
 
 
@@ -56,6 +58,7 @@ def logout() -> ResponseReturnValue:
     previous = session.get("playground_key")
     if isinstance(previous, int):
         services.revoke_playground_key(signed_in().account, previous)
+    services.audit("signout", signed_in().user)
     logout_user()
     session.clear()
     flash("Signed out.", "info")
@@ -74,6 +77,7 @@ def welcome(token: str) -> ResponseReturnValue:
             return render_template("dashboard/welcome.html", form=form, email=user.email), 400
         if users.redeem(token, form.password.data or "") is None:
             return render_template("dashboard/link_spent.html"), 410
+        services.audit("password.set", user)
         session.clear()
         flash("Password set. Sign in with it now.", "info")
         return redirect(url_for("dashboard.login"))
@@ -94,6 +98,7 @@ def password() -> ResponseReturnValue:
         if done is None:
             form.current.errors = ["That is not your current password."]
             return render_template("dashboard/password.html", form=form), 400
+        services.audit("password.change", done)
         logout_user()
         session.clear()
         flash("Password changed: sign in again with the new one.", "info")

@@ -53,8 +53,9 @@ def test_quick_start_uses_the_public_url(make_app):
     assert "https://api.example.com/v1" in _client(app).get("/dashboard/").text
 
 
-def test_owner_creates_a_key_shown_once_that_the_api_accepts(app):
+def test_owner_creates_a_key_shown_once_that_the_api_accepts(app, caplog):
     client = _client(app)
+    caplog.set_level("INFO", logger="packet.audit")
     created = _post(client, "/dashboard/keys", {"label": "laptop"}, "/dashboard/keys")
     assert created.status_code == 201
     key = re.search(r"pk_live_[A-Za-z0-9]+", created.text).group(0)
@@ -62,6 +63,8 @@ def test_owner_creates_a_key_shown_once_that_the_api_accepts(app):
     assert key not in again and key[:12] in again and "laptop" in again
     with app.app_context():
         assert [k.label for k in store.list_keys("acme")] == ["laptop"]
+    (line,) = [r.getMessage() for r in caplog.records if "key.create" in r.getMessage()]
+    assert "account=acme" in line and key[:12] in line and key not in line
     assert (
         app.test_client().get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
         == 200
