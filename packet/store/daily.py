@@ -7,7 +7,7 @@ flush's own transaction, so the roll-up and the usage rows never disagree.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -144,7 +144,3 @@ def usage_by(account_id: int, first: date, last: date, by: str) -> list[GroupRow
 def today() -> date:
     return utcnow().date()
 
-
-def day_start(day: date) -> datetime:
-    """Midnight UTC of ``day``."""
-    return datetime(day.year, day.month, day.day, tzinfo=utcnow().tzinfo)
