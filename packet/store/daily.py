@@ -143,4 +143,3 @@ def usage_by(account_id: int, first: date, last: date, by: str) -> list[GroupRow
 
 def today() -> date:
     return utcnow().date()
-
