@@ -24,11 +24,13 @@ PER_ADDRESS = "20 per minute"
 
 
 def _address() -> str:
-    return "addr:" + runtime().auth_throttle.address(request.environ)
+    rt = runtime()  # the gateway's key prefix keeps gateways sharing one Redis apart
+    return f"{rt.settings.limit_key_prefix}/addr:{rt.auth_throttle.address(request.environ)}"
 
 
 def _email() -> str:
-    return "email:" + (request.form.get("email") or "").strip().lower()[:254]
+    email = (request.form.get("email") or "").strip().lower()[:254]
+    return f"{runtime().settings.limit_key_prefix}/email:{email}"
 
 
 # With the storage down, sign-in goes on unthrottled (logged) rather than locking everyone out.

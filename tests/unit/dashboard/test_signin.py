@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
 from helpers import DASHBOARD, PASSWORD, csrf_token, dashboard_user, sign_in
+from processes import REDIS_URL, needs_redis
 
 from packet import store, users
 from packet.models import utcnow
@@ -262,3 +264,23 @@ def test_successful_sign_ins_are_not_counted(app):
     client = app.test_client()
     for _ in range(8):
         assert sign_in(client, email).status_code == 302
+
+
+@needs_redis
+def test_failed_sign_ins_are_counted_in_redis_per_gateway_prefix(make_app):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    app = make_app(**DASHBOARD, REDIS_URL=REDIS_URL, PACKET_LIMIT_KEY_PREFIX=prefix)
+    with app.app_context():
+        store.create_account("acme", "standard", 0)
+    email = dashboard_user(app, "acme")
+    client = app.test_client()
+    for _ in range(5):
+        assert sign_in(client, email, "wrong password!").status_code == 401
+    assert sign_in(client, email, "wrong password!").status_code == 429
+    assert sign_in(client, email).status_code == 429
+    # Another gateway on the same Redis (another prefix) counts on its own.
+    other = make_app(**DASHBOARD, REDIS_URL=REDIS_URL, PACKET_LIMIT_KEY_PREFIX=prefix + "x")
+    with other.app_context():
+        store.create_account("acme", "standard", 0)
+        users.redeem(users.invite(email, "acme", "owner")[1], PASSWORD)
+    assert sign_in(other.test_client(), email).status_code == 302
