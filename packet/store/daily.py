@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
@@ -56,7 +56,8 @@ class DailyRow(NamedTuple):
 
 
 class GroupRow(NamedTuple):
-    """Totals of one model or one key over a range (``label``: the model, or key prefix)."""
+    """Totals of one model or one key over a range (``label``: the model, or the key's
+    display prefix; ``note``: the key's own label)."""
 
     ident: str
     label: str
@@ -65,6 +66,7 @@ class GroupRow(NamedTuple):
     completion_tokens: int
     total_tokens: int
     cost_micros: int
+    note: str = ""
 
 
 def _ints(row: Any) -> list[Any]:
@@ -127,17 +129,24 @@ def usage_by(account_id: int, first: date, last: date, by: str) -> list[GroupRow
     where = (d.account_id == account_id, d.day >= first, d.day <= last)
     query: Any
     if by == "model":
-        query = select(d.model, d.model, *sums).where(*where).group_by(d.model).order_by(d.model)
+        query = select(d.model, d.model, *sums, literal("")).where(*where).group_by(d.model)
+        query = query.order_by(d.model)
     else:
         query = (
-            select(d.key_id, func.coalesce(ApiKey.prefix, ""), *sums)
+            select(
+                d.key_id,
+                func.coalesce(ApiKey.prefix, ""),
+                *sums,
+                func.coalesce(ApiKey.label, ""),
+            )
             .outerjoin(ApiKey, ApiKey.id == d.key_id)
             .where(*where)
-            .group_by(d.key_id, ApiKey.prefix)
+            .group_by(d.key_id, ApiKey.prefix, ApiKey.label)
             .order_by(d.key_id)
         )
     return [
-        GroupRow(str(row[0]), row[1], *_ints(row[2:])) for row in db.session.execute(query).all()
+        GroupRow._make([str(row[0]), row[1], *_ints(row[2:7]), row[7]])
+        for row in db.session.execute(query).all()
     ]
 
 
