@@ -195,6 +195,10 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
         from .admin import bp as admin
 
         app.register_blueprint(admin)
+    if settings.secret_key:
+        from .dashboard import init_app as dashboard
+
+        dashboard(app, settings)
 
 
 def register_commands(app: Flask) -> None:

@@ -18,12 +18,13 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError
 
 from . import admin_schemas as schemas
-from . import store
+from . import store, users
 from .auth import bearer_token
 from .body import read_body
 from .errors import Conflict, InvalidAPIKey, InvalidRequest, NotFound, from_validation, render
 from .key_controls import check_tier_bounds
 from .limits import tier_figures
+from .models import User
 from .reports import account_usage, account_view, endpoint_view, key_view, usage_record_view
 from .runtime import runtime
 from .upstream.errors import Blocked
@@ -111,7 +112,9 @@ def create_account() -> tuple[Response, int]:
     """Create an account (201)."""
     data = _body(schemas.AccountCreate())
     tier = _tier(data.get("tier") or runtime().settings.default_tier)
-    account = store.create_account(data["name"], tier, data["balance"], data.get("default_model"))
+    account = store.create_account(
+        data["name"], tier, data["balance"], data.get("default_model"), actor="admin api"
+    )
     return _changed(account_view(account), 201)
 
 
@@ -145,7 +148,10 @@ def update_account(name: str) -> tuple[Response, int]:
 def credit_account(name: str) -> tuple[Response, int]:
     """Add ``amount`` dollars to the balance (negative removes), atomically."""
     data = _body(schemas.Credit())
-    return _changed(account_view(store.credit_account(name, data["amount"])))
+    reason = data.get("reason") or "credit"
+    return _changed(
+        account_view(store.credit_account(name, data["amount"], reason, actor="admin api"))
+    )
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -250,3 +256,35 @@ def usage_records(name: str) -> Response:
         has_more=more,
         next_after=rows[-1].id if more else None,
     )
+
+
+# --- dashboard users --------------------------------------------------------------------------
+
+
+def _link_view(user: User, token: str, status: int) -> tuple[Response, int]:
+    base = runtime().settings.public_url or request.host_url.rstrip("/")
+    return jsonify(
+        object="sign_in_link",
+        email=user.email,
+        role=user.role,
+        link=users.link(token, base),
+        expires_in=int(users.LINK_TTL.total_seconds()),
+    ), status
+
+
+@bp.post("/accounts/<name>/invites")
+def invite_user(name: str) -> tuple[Response, int]:
+    """Invite a dashboard user to the account (201): a one-time sign-in link, 24 h."""
+    data = _body(schemas.InviteCreate())
+    try:
+        user, token = users.invite(data["email"], name, data["role"])
+    except users.UserError as exc:
+        raise InvalidRequest(f"{str(exc).capitalize()}.", param="email") from None
+    return _link_view(user, token, 201)
+
+
+@bp.post("/users/<email>/reset")
+def reset_user(email: str) -> tuple[Response, int]:
+    """A new one-time sign-in link for a dashboard user (earlier ones stop working)."""
+    user, token = users.reset(email)
+    return _link_view(user, token, 200)

@@ -95,6 +95,12 @@ class AccountUpdate(_Closed):
 
 class Credit(_Closed):
     amount = Dollars(required=True)
+    reason = Text(validate=validate.Length(min=1, max=200))
+
+
+class InviteCreate(_Closed):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    role = fields.String(load_default="member", validate=validate.OneOf(["owner", "member"]))
 
 
 class Expiry(Text):

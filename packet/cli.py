@@ -63,7 +63,7 @@ def _tier(value: str) -> str:
 def accounts_create(name: str, tier: str | None, balance: str, default_model: str | None) -> None:
     """Create account NAME."""
     tier = _tier(tier or runtime().settings.default_tier)
-    account = _store(store.create_account, name, tier, _amount(balance), default_model)
+    account = _store(store.create_account, name, tier, _amount(balance), default_model, actor="cli")
     click.echo(
         f"created account {account.name} (tier {account.tier}, balance ${dollars(account.balance_micros)})"
     )
@@ -72,9 +72,10 @@ def accounts_create(name: str, tier: str | None, balance: str, default_model: st
 @accounts.command("credit", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("amount")
-def accounts_credit(name: str, amount: str) -> None:
+@click.option("--reason", default="credit", help="Shown in the account's billing history.")
+def accounts_credit(name: str, amount: str, reason: str) -> None:
     """Add AMOUNT dollars to NAME's balance (negative removes)."""
-    account = _store(store.credit_account, name, _amount(amount))
+    account = _store(store.credit_account, name, _amount(amount), reason, actor="cli")
     runtime().keys.invalidate()
     click.echo(f"{account.name}: balance ${dollars(account.balance_micros)}")
 
@@ -325,7 +326,7 @@ def demo() -> None:
     try:
         store.get_account("demo")
     except store.StoreError:
-        store.create_account("demo", runtime().settings.default_tier, _amount("25"))
+        store.create_account("demo", runtime().settings.default_tier, _amount("25"), actor="cli")
     _, key = store.create_key("demo", "make run")
     click.echo(key)
 
@@ -336,5 +337,7 @@ def _iso(value: datetime | None) -> str:
 
 def register(app: Flask) -> None:
     """Attach every command group to the app's ``flask`` CLI."""
-    for command in (accounts, keys_cli, endpoints, usage, demo):
+    from .dashboard.commands import users_cli
+
+    for command in (accounts, keys_cli, endpoints, usage, demo, users_cli):
         app.cli.add_command(command)

@@ -104,6 +104,9 @@ class Settings:
     endpoint_allow: AddressRules = field(default_factory=AddressRules)
     endpoint_deny: AddressRules = field(default_factory=AddressRules)
     metrics_multiprocess_dir: str | None = None
+    # The dashboard (packet.dashboard) is served only when a secret key signs its sessions.
+    secret_key: str | None = None
+    dashboard_insecure_cookies: bool = False
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -324,6 +327,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         endpoint_allow=_address_rules(env, "PACKET_ENDPOINT_ALLOW"),
         endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        secret_key=env.get("SECRET_KEY") or None,
+        dashboard_insecure_cookies=_bool(env, "PACKET_DASHBOARD_INSECURE_COOKIES", False),
     )
 
 

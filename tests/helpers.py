@@ -423,3 +423,37 @@ def trickle(url: str, head: bytes, drip: bytes, *, interval: float, limit: float
             except (BrokenPipeError, ConnectionResetError):
                 return RawAnswer(b"", True, time.monotonic() - started)
         return _read_answer(sock, started, deadline)
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+DASHBOARD = {"SECRET_KEY": "test-secret-" + "x" * 32, "PACKET_DASHBOARD_INSECURE_COOKIES": "true"}
+PASSWORD = "correct horse battery"
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token a dashboard page's form carries."""
+    import re
+
+    found = re.search(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def dashboard_user(app, account: str, role: str = "owner", password: str = PASSWORD) -> str:
+    """A user of ``account`` who has used their invite to set ``password``: the email."""
+    from packet import users
+
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    with app.app_context():
+        _, token = users.invite(email, account, role)
+        users.redeem(token, password)
+    return email
+
+
+def sign_in(client, email: str, password: str = PASSWORD):
+    """Sign in with the form, as a browser would (the CSRF token read from the page)."""
+    token = csrf_token(client.get("/dashboard/login").text)
+    return client.post(
+        "/dashboard/login", data={"csrf_token": token, "email": email, "password": password}
+    )

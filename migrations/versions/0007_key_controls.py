@@ -1,14 +1,14 @@
 """Per-key controls: rpm, tpm, a spend budget, allowed models, an expiry; the key's spend.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -392,6 +392,16 @@ class WindowLimits:
             return None
         return stored + self._queue.get(key, (0,))[0]
 
+    def requests_counted(self, account_id: int, rpm: int) -> int | None:
+        """Requests counted in the account's current window (None when the storage can't say)."""
+        if not self.guard.available():
+            return None
+        try:
+            return self.counters.get(self._request_key(account_id, rpm, self.bounds()[0]))
+        except Exception as exc:  # noqa: BLE001 - any storage failure follows the policy
+            self.guard.failed(exc)
+            return None
+
 
 _CARRIED = 64  # settlements carried by one admission at most
 

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import Account
 from ._db import ConflictError, NotFoundError, _atomic, _page
+from .ledger import add_balance_event
 
 
 def get_account(name: str) -> Account:
@@ -20,7 +21,11 @@ def get_account(name: str) -> Account:
 
 
 def create_account(
-    name: str, tier: str, balance_micros: int, default_model: str | None = None
+    name: str,
+    tier: str,
+    balance_micros: int,
+    default_model: str | None = None,
+    actor: str = "operator",
 ) -> Account:
     duplicate = ConflictError(f"an account named {name!r} already exists")
     if db.session.execute(select(Account.id).where(Account.name == name)).first():
@@ -30,6 +35,9 @@ def create_account(
     )
     db.session.add(account)
     try:
+        if balance_micros:
+            db.session.flush()
+            add_balance_event(account.id, balance_micros, "opening balance", actor)
         db.session.commit()
     except IntegrityError:  # a concurrent create won the race
         db.session.rollback()
@@ -42,8 +50,10 @@ def list_accounts(offset: int = 0, limit: int | None = None) -> list[Account]:
     return _page(select(Account).order_by(Account.id), offset, limit)
 
 
-def credit_account(name: str, amount_micros: int) -> Account:
-    """Add (or, when negative, remove) balance atomically."""
+def credit_account(
+    name: str, amount_micros: int, reason: str = "credit", actor: str = "operator"
+) -> Account:
+    """Add (or, when negative, remove) balance atomically, with its ledger row."""
     account = get_account(name)
     with _atomic():
         db.session.execute(
@@ -51,6 +61,7 @@ def credit_account(name: str, amount_micros: int) -> Account:
             .where(Account.id == account.id)
             .values(balance_micros=Account.balance_micros + amount_micros)
         )
+        add_balance_event(account.id, amount_micros, reason, actor)
     db.session.refresh(account)
     return account
 

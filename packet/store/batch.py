@@ -3,7 +3,6 @@ journal, written in one transaction so that they are all applied or none is."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,8 +11,9 @@ from sqlalchemy import update
 
 from ..extensions import db
 from ..journal import WorkerRow
-from ..models import Account, ApiKey, UsageRecord
+from ..models import Account, ApiKey, UsageRecord, utcnow
 from ._db import _atomic
+from .daily import roll_up
 from .journal import write_journal
 from .keys import add_spend
 from .usage import Settlement, fit_usage
@@ -45,10 +45,13 @@ def write_usage(batch: Batch) -> None:
         if batch.worker is not None:
             write_journal(batch.worker, batch.registered, batch.calls, batch.lease_deltas)
         if batch.records:
-            db.session.execute(
-                UsageRecord.__table__.insert(), [fit_usage(r) for r in batch.records]
-            )
-            add_spend(batch.records, time.time())
+            now = utcnow()  # one time for the rows and their day in the roll-up
+            rows = [
+                fit_usage(r) | {"created_at": r.get("created_at") or now} for r in batch.records
+            ]
+            db.session.execute(UsageRecord.__table__.insert(), rows)
+            roll_up(rows)
+            add_spend(rows, now.timestamp())
         for account_id, delta in sorted(net.items()):
             if delta:
                 db.session.execute(

@@ -16,6 +16,7 @@ from ..extensions import db
 from ..journal import WorkerRow
 from ..models import Account, MeterWorker, UsageRecord, WorkerLease
 from ._db import _atomic
+from .daily import roll_up
 from .keys import add_spend
 from .usage import fit_usage
 
@@ -139,6 +140,7 @@ def recover_worker(worker_id: str, cost: Callable[[str, int, int], int]) -> int 
         rows = [_recovered_row(entry, cost) for entry in orjson.loads(claimed[0])]
         if rows:
             db.session.execute(UsageRecord.__table__.insert(), rows)
+            roll_up(rows)
             add_spend(rows, time.time())
         refunds = dict(leases)
         for row in rows:
