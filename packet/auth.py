@@ -37,6 +37,7 @@ class Principal:
     balance_micros: int
     default_model: str | None
     endpoints: tuple[store.EndpointRow, ...]
+    cache_default: bool = False  # the response cache is on unless a request says otherwise
 
 
 class KeyCache:
@@ -96,6 +97,7 @@ def _load(digest: str, prefix: str) -> Principal | None:
         balance_micros=row.balance_micros,
         default_model=row.default_model,
         endpoints=store.account_endpoints(row.account_id),
+        cache_default=row.cache_default,
     )
 
 

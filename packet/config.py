@@ -104,6 +104,9 @@ class Settings:
     endpoint_allow: AddressRules = field(default_factory=AddressRules)
     endpoint_deny: AddressRules = field(default_factory=AddressRules)
     metrics_multiprocess_dir: str | None = None
+    cache_ttl: float = 3600.0
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_entry_bytes: int = 1024 * 1024
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -324,6 +327,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         endpoint_allow=_address_rules(env, "PACKET_ENDPOINT_ALLOW"),
         endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        cache_ttl=max(1.0, _float(env, "PACKET_CACHE_TTL", 3600.0)),
+        cache_max_bytes=max(0, _int(env, "PACKET_CACHE_MAX_BYTES", 64 * 1024 * 1024)),
+        cache_max_entry_bytes=max(0, _int(env, "PACKET_CACHE_MAX_ENTRY_BYTES", 1024 * 1024)),
     )
 
 

@@ -51,6 +51,11 @@ class Inbound:
     counted: bool = False
     admission: TokenReservation | None = None
     metered: bool = False
+    # The response cache: the request's X-Packet-Cache and Cache-Control headers (None: not
+    # sent), and what the cache did (hit, miss, skip; None: not involved).
+    cache: str | None = None
+    cache_control: str | None = None
+    cache_status: str | None = None
 
 
 @dataclass

@@ -73,6 +73,11 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
         states = _holding(states, owner)
     model = owner.model if owner is not None and route.schema is None else requested_model(body)
     target = rt.discovery.route(states, model, principal.default_model)
+    lookup = None
+    if inbound.cache is not None or principal.cache_default:
+        lookup = rt.cache.consult(rt, inbound, body, target.model)
+        if lookup is not None and lookup.answer is not None:
+            return lookup.answer
 
     wire = route.wire
     stream = wire.stream is not None and body.get("stream") is True
@@ -106,6 +111,8 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     stored = route.affinity == CREATES and body.get("store") is not False
     on_id = _remember(rt, call) if stored else None
     fmt = wire.stream(body, on_id) if stream and wire.stream is not None else None
+    if lookup is not None and fmt is not None:
+        fmt = lookup.recording(fmt)
     headers = _headers(inbound)
     path = route.upstream_path
     if inbound.resource is not None:
@@ -125,10 +132,14 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
         if response.status_code >= 400:
             answers.upstream_error(call, response)
         if fmt is not None:
-            return answers.stream(call, response, fmt)
-        return answers.complete(call, response, on_id)
+            return answers.stream(
+                call, response, fmt, None if lookup is None else lookup.stream_ended
+            )
+        return answers.complete(call, response, on_id, None if lookup is None else lookup.answered)
     except BaseException as exc:
         call.finish(_failure_status(exc))  # does nothing when the call already finished
+        if lookup is not None:
+            lookup.release()
         raise
 
 

@@ -20,6 +20,7 @@ class KeyRow(NamedTuple):
     tier: str
     balance_micros: int
     default_model: str | None
+    cache_default: bool = False
 
 
 def find_active_key(digest: str) -> KeyRow | None:
@@ -32,6 +33,7 @@ def find_active_key(digest: str) -> KeyRow | None:
             Account.tier,
             Account.balance_micros,
             Account.default_model,
+            Account.cache_default,
         )
         .join(Account, ApiKey.account_id == Account.id)
         .where(ApiKey.digest == digest, ApiKey.revoked_at.is_(None))

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, String, func, select
+from sqlalchemy import BigInteger, Integer, String, case, func, select
 
 from ..extensions import db
 from ..models import ApiKey, UsageRecord
@@ -68,6 +68,8 @@ class UsageRow(NamedTuple):
     completion_tokens: int
     total_tokens: int
     cost_micros: int
+    cache_hits: int = 0
+    saved_tokens: int = 0
 
 
 def usage_rows(
@@ -89,6 +91,8 @@ def usage_rows(
             func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
             func.coalesce(func.sum(UsageRecord.total_tokens), 0),
             func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+            func.coalesce(func.sum(case((UsageRecord.cached, 1), else_=0)), 0),
+            func.coalesce(func.sum(UsageRecord.saved_tokens), 0),
         )
         .outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
         .where(UsageRecord.account_id == account.id)

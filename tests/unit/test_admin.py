@@ -101,6 +101,7 @@ def test_create_get_update_credit_account(api, name):
         "balance_micros": 25_000_000,
         "balance": "25.00",
         "default_model": None,
+        "cache_default": False,
         "created_at": account["created_at"],
     }
     patched = api.patch(
@@ -413,6 +414,8 @@ def test_usage_report_filters_and_cli_agreement(api, admin_app, name):
         "completion_tokens": 135,
         "total_tokens": 210,
         "cost_micros": 21000,
+        "cache_hits": 0,
+        "saved_tokens": 0,
         "cost": "0.021",
     }
     by_model = {m["model"]: m["requests"] for m in report["by_model"]}
