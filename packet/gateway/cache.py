@@ -44,6 +44,8 @@ ROUTES = (forms.CHAT, forms.TEXT, forms.EMBEDDINGS, forms.RESPONSES)
 IGNORED = ("model", "stream", "stream_options", "user")  # the model: resolved, apart
 WAIT_SECONDS = 10.0
 MAX_INFLIGHT = 10_000
+POLL_SECONDS = 0.05  # how often a miss led by another process looks for its entry
+LOCK = ":lock"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -120,18 +122,23 @@ class ResponseCache:
             return None
         stream = route.wire.stream is not None and body.get("stream") is True
         entry_key = key(self.prefix, principal.account_id, route.name, model, body)
+        claimed = False
         if asked == USE:
             entry = self._get(entry_key, stream)
             waiting = self.inflight.get(entry_key)
             if entry is None and waiting is not None:
                 waiting[0].wait(timeout=max(0.0, waiting[1] - time.monotonic()))
                 entry = self._get(entry_key, stream)
+            elif entry is None:
+                claimed = self.store.claim(entry_key + LOCK, WAIT_SECONDS)
+                if not claimed:
+                    entry = self._await_elsewhere(entry_key, stream)
             if entry is not None:
                 inbound.cache_status = HIT
                 answer = self._replay(rt, inbound, entry, body, stream)
                 return Lookup(self, entry_key, route.name, model, None, answer)
         inbound.cache_status = MISS
-        return Lookup(self, entry_key, route.name, model, self._lead(entry_key))
+        return Lookup(self, entry_key, route.name, model, self._lead(entry_key), claimed=claimed)
 
     def _lead(self, entry_key: str) -> gevent.event.Event | None:
         """Make this miss the one identical misses wait for, unless one is under way. A leader
@@ -148,8 +155,23 @@ class ResponseCache:
         self.inflight[entry_key] = (event, now + WAIT_SECONDS)
         return event
 
+    def _await_elsewhere(self, entry_key: str, stream: bool) -> dict[str, Any] | None:
+        """Another process leads these misses: look for its entry until it lets go of its
+        lock or ``WAIT_SECONDS`` pass."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            gevent.sleep(POLL_SECONDS)
+            blob, held = self.store.peek(entry_key, entry_key + LOCK)
+            if blob is not None:
+                return self._parse(blob, stream)
+            if not held:
+                break
+        return None
+
     def _get(self, entry_key: str, stream: bool) -> dict[str, Any] | None:
-        blob = self.store.get(entry_key)
+        return self._parse(self.store.get(entry_key), stream)
+
+    def _parse(self, blob: bytes | None, stream: bool) -> dict[str, Any] | None:
         if blob is None:
             return None
         try:
@@ -239,6 +261,7 @@ class Lookup:
     model: str
     leader: gevent.event.Event | None
     answer: Answer | None = None
+    claimed: bool = False  # this miss holds the lock other processes wait on
     events: list[bytes] = field(default_factory=list)
     size: int = 0
     overflow: bool = False
@@ -280,6 +303,9 @@ class Lookup:
         if self.leader is not None:
             self.cache.release(self.key, self.leader)
             self.leader = None
+        if self.claimed:
+            self.claimed = False
+            self.cache.store.unclaim(self.key + LOCK)
 
     def _entry(self, used: Usage) -> dict[str, Any]:
         return {

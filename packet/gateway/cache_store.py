@@ -23,11 +23,21 @@ _WARN_EVERY = 60.0
 
 
 class CacheStore(Protocol):
-    """``get`` a stored value (None: none, expired or unreachable); ``put`` one for ``ttl``."""
+    """``get`` a stored value (None: none, expired or unreachable); ``put`` one for ``ttl``.
+
+    Identical misses in other processes: ``claim`` a lock for ``seconds`` (False: another
+    process holds it), ``peek`` at a value and whether its lock is still held, ``unclaim``.
+    """
 
     def get(self, key: str) -> bytes | None: ...
 
     def put(self, key: str, value: bytes) -> None: ...
+
+    def claim(self, lock: str, seconds: float) -> bool: ...
+
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]: ...
+
+    def unclaim(self, lock: str) -> None: ...
 
 
 class MemoryStore:
@@ -79,6 +89,16 @@ class MemoryStore:
         _, value = self._entries.pop(key)
         self.bytes -= _size(key, value)
 
+    # One process: its in-flight table (packet.gateway.cache) is the whole story.
+    def claim(self, lock: str, seconds: float) -> bool:
+        return True
+
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        return self.get(key), False
+
+    def unclaim(self, lock: str) -> None:
+        return None
+
 
 def _size(key: str, value: bytes) -> int:
     return len(key) + len(value) + ENTRY_OVERHEAD
@@ -108,6 +128,27 @@ class RedisStore:
         try:
             self.client.set(key, value, px=self.ttl_ms)
         except Exception as exc:  # noqa: BLE001 - not storing is always allowed
+            self._failed(exc)
+
+    def claim(self, lock: str, seconds: float) -> bool:
+        try:
+            return bool(self.client.set(lock, b"1", nx=True, px=max(1, int(seconds * 1000))))
+        except Exception as exc:  # noqa: BLE001 - unreachable: nobody waits, go upstream
+            self._failed(exc)
+            return True
+
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        try:
+            value, held = self.client.mget([key, lock])
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+            return None, False
+        return value, held is not None
+
+    def unclaim(self, lock: str) -> None:
+        try:
+            self.client.delete(lock)
+        except Exception as exc:  # noqa: BLE001 - the lock expires by itself
             self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:

@@ -320,3 +320,16 @@ def test_redis_cache_is_shared_by_two_gateways(launcher, sqlite_database):
     second = chat(two, key, text, headers=USE)
     assert second.headers["X-Packet-Cache"] == "hit"
     assert seen(sim, text) == 1
+
+    crowd = marker()  # identical misses split over both gateways: one leads through Redis
+
+    def one_of(i: int) -> str:
+        slow = {"x_sim_token_delay": 0.02, "max_tokens": 10}
+        gateway = (one, two)[i % 2]
+        return chat(gateway, key, crowd, headers=USE, **slow).headers["X-Packet-Cache"]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(one_of, range(50)))
+    upstream = seen(sim, crowd)
+    print(f"\nstampede over two gateways (Redis): 50 identical misses, {upstream} upstream")
+    assert statuses.count("miss") == upstream == 1 and statuses.count("hit") == 49
