@@ -86,8 +86,6 @@ class Call:
             "latency_ms": int(latency * 1000),
             "client_disconnected": disconnected,
             "usage_source": used.source,
-            "cached": False,
-            "saved_tokens": 0,
         }
         self.rt.meter.record(row, self.hold, self.journal)
         observability.observe(self.route, status, latency, used.prompt, used.completion)

@@ -39,6 +39,8 @@ def _column_bounds() -> dict[str, tuple[type, int]]:
 
 
 _USAGE_BOUNDS = _column_bounds()
+# Columns a row may leave out (a response-cache hit sets them).
+_ROW_DEFAULTS = {"cached": False, "saved_tokens": 0}
 
 
 def fit_usage(row: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +49,7 @@ def fit_usage(row: dict[str, Any]) -> dict[str, Any]:
     The gateway's own values always fit; this keeps one odd value (a long label, an absurd
     count) from failing the batch it is written with.
     """
-    fitted = dict(row)
+    fitted = _ROW_DEFAULTS | row  # one batch is one statement: every row needs every column
     for name, (kind, bound) in _USAGE_BOUNDS.items():
         value = fitted.get(name)
         if kind is str and isinstance(value, str) and len(value) > bound:

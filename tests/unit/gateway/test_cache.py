@@ -202,3 +202,41 @@ def test_a_responses_entry_streams_only_when_it_came_as_a_stream():
     assert answer["id"] != "resp_1" and answer["created_at"] == 5
     replay = forms.render_sse(streamed, 5.0, include_usage=False, continuous_usage=False)
     assert replay.count(b"event: response.") == 2 and b"resp_1" not in replay
+
+
+def test_a_batch_mixing_hits_and_other_rows_keeps_each_rows_cache_fields(app):
+    from packet import store
+
+    with app.app_context():
+        account = store.create_account("mixed", "free", 0)
+        row = {
+            "request_id": "r",
+            "account_id": account.id,
+            "key_id": None,
+            "endpoint_url": None,
+            "model": "m",
+            "route": "chat.completions",
+            "stream": False,
+            "status": 200,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "total_tokens": 2,
+            "cost_micros": 0,
+            "ttft_ms": None,
+            "latency_ms": 1,
+            "client_disconnected": False,
+            "usage_source": "upstream",
+        }
+        hit = row | {"cached": True, "saved_tokens": 5, "total_tokens": 0}
+        store.write_usage(store.Batch(records=[row, hit, row]))
+        store.write_usage(store.Batch(records=[hit, row]))
+        rows = store.usage_records("mixed")
+        assert [(r.cached, r.saved_tokens) for r in rows] == [
+            (False, 0),
+            (True, 5),
+            (False, 0),
+            (True, 5),
+            (False, 0),
+        ]
+        report = store.usage_rows("mixed")[0]
+        assert (report.requests, report.cache_hits, report.saved_tokens) == (5, 2, 10)
