@@ -181,6 +181,13 @@ def test_responses_without_store_hit_and_a_stream_answers_json(live, account):
         model="auto", input=text, store=False, max_output_tokens=5, extra_headers=USE
     )
     assert again.output_text == streamed.output_text and again.id != streamed.id
+    with client.responses.stream(
+        model="auto", input=text, store=False, max_output_tokens=5, extra_headers=USE
+    ) as stream:
+        kinds = [event.type for event in stream]
+        replayed = stream.get_final_response()
+    assert replayed.output_text == streamed.output_text and replayed.id != streamed.id
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert seen(live.sim, text) == 1
     stored = marker()  # store true (the default): never cached
     for _ in range(2):
