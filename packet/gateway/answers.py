@@ -109,8 +109,8 @@ def stream(
                 ttft=result.first_event_at,
                 disconnected=result.disconnected,
             )
-            if on_end is not None:
-                on_end(result, used)
+        if on_end is not None:
+            on_end(result, used)
 
     if fmt.usage_asked:
         fmt = with_counted_usage(fmt, lambda result: _pair(billed(result)))

@@ -18,6 +18,7 @@ upstream: the others wait for its entry (``WAIT_SECONDS`` at most), then go upst
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from .inbound import Answer, Inbound
 if TYPE_CHECKING:
     from ..runtime import Runtime
     from ..usage import Usage
+
+log = logging.getLogger("packet.cache")
 
 USE, REFRESH, SKIP = "use", "refresh", "skip"
 HIT, MISS = "hit", "miss"
@@ -283,7 +286,9 @@ class Lookup:
         """A JSON answer: stored when complete."""
         try:
             if forms.complete_answer(self.route, answer):
-                self.cache.put(self.key, self._entry(used) | {"json": answer, "events": None})
+                self._put(used, answer, None)
+        except Exception:  # an answer the cache cannot keep is still the client's answer
+            log.exception("response cache: could not store an answer")
         finally:
             self.release()
 
@@ -294,10 +299,23 @@ class Lookup:
             if whole and not self.overflow:
                 events = self._events()
                 if events is not None:
-                    self.cache.put(self.key, self._entry(used) | {"json": None, "events": events})
+                    self._put(used, None, events)
+        except Exception:  # the stream was the client's; only its entry is lost
+            log.exception("response cache: could not store a stream")
         finally:
             self.events = []
             self.release()
+
+    def _put(self, used: Usage, answer: dict[str, Any] | None, events: list[Any] | None) -> None:
+        entry = {
+            "route": self.route,
+            "model": self.model,
+            "at": self.cache.clock(),
+            "usage": [used.prompt, used.completion],
+            "json": answer,
+            "events": events,
+        }
+        self.cache.put(self.key, entry)
 
     def release(self) -> None:
         if self.leader is not None:
@@ -306,14 +324,6 @@ class Lookup:
         if self.claimed:
             self.claimed = False
             self.cache.store.unclaim(self.key + LOCK)
-
-    def _entry(self, used: Usage) -> dict[str, Any]:
-        return {
-            "route": self.route,
-            "model": self.model,
-            "at": self.cache.clock(),
-            "usage": [used.prompt, used.completion],
-        }
 
     def _events(self) -> list[Any] | None:
         if self.route == forms.RESPONSES:
