@@ -27,6 +27,11 @@ def live_env() -> dict[str, str]:
     return PRICES | {"PACKET_TIERS": TIERS, "PACKET_AUTH_CACHE_TTL": "0.5"}
 
 
+@pytest.fixture(scope="module")
+def live_database(database):
+    return database  # SQLite and, when available, PostgreSQL
+
+
 @pytest.fixture
 def account(live):
     return live.database.account(tier="bulk")
