@@ -240,3 +240,5 @@ def test_a_batch_mixing_hits_and_other_rows_keeps_each_rows_cache_fields(app):
         ]
         report = store.usage_rows("mixed")[0]
         assert (report.requests, report.cache_hits, report.saved_tokens) == (5, 2, 10)
+    text = app.test_cli_runner().invoke(args=["usage", "mixed"]).output
+    assert "cache: 2 hits, 10 tokens saved" in text
