@@ -89,7 +89,8 @@ def key(prefix: str, account_id: int, route: str, model: str, body: dict[str, An
     """The entry's key: the account in clear (never shared), the rest hashed."""
     canonical = {name: value for name, value in body.items() if name not in IGNORED}
     text = orjson.dumps([route, model, canonical], option=orjson.OPT_SORT_KEYS)
-    return f"{prefix}:cache:{account_id}:{hashlib.sha256(text).hexdigest()}"
+    # The braces keep the entry and its lock on one Redis Cluster slot.
+    return f"{prefix}:cache:{account_id}:{{{hashlib.sha256(text).hexdigest()}}}"
 
 
 class ResponseCache:
@@ -127,15 +128,17 @@ class ResponseCache:
         entry_key = key(self.prefix, principal.account_id, route.name, model, body)
         claimed = False
         if asked == USE:
-            entry = self._get(entry_key, stream)
             waiting = self.inflight.get(entry_key)
-            if entry is None and waiting is not None:
-                waiting[0].wait(timeout=max(0.0, waiting[1] - time.monotonic()))
-                entry = self._get(entry_key, stream)
-            elif entry is None:
-                claimed = self.store.claim(entry_key + LOCK, WAIT_SECONDS)
-                if not claimed:
+            if waiting is None:
+                blob, claimed = self.store.fetch(entry_key, entry_key + LOCK, WAIT_SECONDS)
+                entry = self._parse(blob, stream)
+                if blob is None and not claimed:
                     entry = self._await_elsewhere(entry_key, stream)
+            else:
+                entry = self._get(entry_key, stream)
+                if entry is None:
+                    waiting[0].wait(timeout=max(0.0, waiting[1] - time.monotonic()))
+                    entry = self._get(entry_key, stream)
             if entry is not None:
                 inbound.cache_status = HIT
                 answer = self._replay(rt, inbound, entry, body, stream)
@@ -212,8 +215,8 @@ class ResponseCache:
         _meter_hit(rt, inbound, entry, stream)
         return answer
 
-    def put(self, entry_key: str, entry: dict[str, Any]) -> None:
-        self.store.put(entry_key, orjson.dumps(entry))
+    def put(self, entry_key: str, entry: dict[str, Any], lock: str | None = None) -> None:
+        self.store.put(entry_key, orjson.dumps(entry), lock)
 
     def release(self, entry_key: str, event: gevent.event.Event) -> None:
         """The leader's miss is over (stored or not): its followers look again."""
@@ -315,7 +318,8 @@ class Lookup:
             "json": answer,
             "events": events,
         }
-        self.cache.put(self.key, entry)
+        self.cache.put(self.key, entry, self.key + LOCK if self.claimed else None)
+        self.claimed = False  # let go with the entry written
 
     def release(self) -> None:
         if self.leader is not None:
