@@ -64,7 +64,16 @@ def parse(inbound: Inbound) -> dict[str, Any]:
 
 
 def serve(rt: Runtime, inbound: Inbound) -> Answer:
-    """Serve one request on its route."""
+    """Serve one request on its route; a cache miss that fails lets identical ones go on."""
+    try:
+        return _serve(rt, inbound)
+    except BaseException:
+        if inbound.cache_lookup is not None:
+            inbound.cache_lookup.release()
+        raise
+
+
+def _serve(rt: Runtime, inbound: Inbound) -> Answer:
     principal, route = inbound.principal, inbound.route
     body = parse(inbound)
     owner = _followed(rt, inbound, body)
@@ -75,7 +84,7 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     target = rt.discovery.route(states, model, principal.default_model)
     lookup = None
     if inbound.cache is not None or principal.cache_default:
-        lookup = rt.cache.consult(rt, inbound, body, target.model)
+        lookup = inbound.cache_lookup = rt.cache.consult(rt, inbound, body, target.model)
         if lookup is not None and lookup.answer is not None:
             return lookup.answer
 
@@ -138,8 +147,6 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
         return answers.complete(call, response, on_id, None if lookup is None else lookup.answered)
     except BaseException as exc:
         call.finish(_failure_status(exc))  # does nothing when the call already finished
-        if lookup is not None:
-            lookup.release()
         raise
 
 

@@ -350,3 +350,17 @@ def test_redis_cache_is_shared_by_two_gateways(launcher, sqlite_database):
     upstream = seen(sim, crowd)
     print(f"\nstampede over two gateways (Redis): 50 identical misses, {upstream} upstream")
     assert statuses.count("miss") == upstream == 1 and statuses.count("hit") == 49
+
+
+def test_a_miss_refused_before_it_went_upstream_holds_nobody_up(live):
+    name, key = live.database.account(tier="bulk", balance_micros=0)
+    text = marker()
+    refused = chat(live.gateway, key, text, headers=USE)
+    assert refused.status_code == 403 and refused.headers.get("X-Packet-Cache") is None
+    live.database.run(store.credit_account, name, 1_000_000)
+    time.sleep(0.6)  # PACKET_AUTH_CACHE_TTL: the gateway sees the credit
+    started = time.monotonic()
+    served = chat(live.gateway, key, text, headers=USE)
+    assert served.status_code == 200 and served.headers["X-Packet-Cache"] == "miss"
+    assert time.monotonic() - started < 3  # not the 10 s a stale leader would be waited for
+    assert seen(live.sim, text) == 1
