@@ -11,8 +11,10 @@ The key is the account, the resolved model, the route and the body without ``str
 ``stream_options`` and ``user``, hashed: ``auto`` and the model's id share an entry; another
 account never sees it. Only complete answers are stored, with the usage they were billed; a hit
 is counted against requests/min once and costs no tokens and no money, and its usage row says
-``cached`` with the tokens it saved. Concurrent identical misses in one worker send one request
-upstream: the others wait for its entry (``WAIT_SECONDS`` at most), then go upstream themselves.
+``cached`` with the tokens it saved. Concurrent identical misses send one request upstream:
+the others wait for its entry (``WAIT_SECONDS`` at most; in the same worker on an event, in
+other processes by polling Redis while the first holds a lock beside the entry), then go
+upstream themselves.
 """
 
 from __future__ import annotations
