@@ -168,6 +168,8 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any], plan: Any) 
     for name, title in STREAM_ROUTES.items():
         if name in results:
             _stream(t, name, f"{title}, 0 ms/token (c=1, {plan.stream_tokens} tokens)", per_request)
+    if "cache_hit" in results:
+        _cache_hit(t)
     if "stream_ttft" in results:
         _stream(t, "stream_ttft", "streaming TTFT, 20 ms/token (c=1, 8 tokens)", None)
     if "stream_20ms" in results:
@@ -211,6 +213,30 @@ def _nonstream(t: Table, c: int) -> None:
     t.add("requests/s", {x: f"{v:.0f}" for x, v in rps.items()}, rps)
     t.latency(phase, "latency", "latency", 1.0 if c == 1 else None)
     t.cpu("CPU per request", {x: cpu_per_request(r[x]) for x in t.proxies}, 1e3, "ms", 1.25)
+
+
+def _cache_hit(t: Table) -> None:
+    """Response cache hits (one body, ``X-Packet-Cache: use``) against the gateway's misses
+    (the c=16 row: the same body without the header) and against bare passing it on."""
+    r = t.results["cache_hit"]
+    t.section("response cache hits (X-Packet-Cache: use), non-streaming, concurrency 16")
+    rps = {x: r[x]["rps"] for x in t.targets}
+    t.add("requests/s", {x: f"{v:.0f}" for x, v in rps.items()}, rps)
+    t.latency("cache_hit", "latency", "latency", None)
+    values = {x: cpu_per_request(r[x]) for x in t.proxies}
+    hit = values["gateway"]
+    misses = t.results.get("nonstream_c16")
+    miss = cpu_per_request(misses["gateway"]) if misses else None
+    shown = {x: _NONE if v is None else f"{v * 1e3:.3f}" for x, v in values.items()}
+    ok = hit / miss <= 0.5 if hit is not None and miss else None
+    t.add("CPU per request ms", shown, values, "≤ 0.5× miss", _verdict(ok))
+    t.add(
+        "hit ÷ miss CPU per request",
+        {"gateway": _ratio(hit, miss)},
+        None,
+        "≤ 0.5×",
+        _verdict(ok),
+    )
 
 
 def _stream(t: Table, phase: str, title: str, per_request: dict[str, float | None] | None) -> None:

@@ -301,9 +301,10 @@ class Bench:
         sample_rss: bool = False,
         ramp: float = 0.0,
         route: Route | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Run one job against ``target`` (chat unless ``route`` says otherwise); add the
-        worker's CPU (and peak RSS) over the job."""
+        """Run one job against ``target`` (chat unless ``route`` says otherwise, with
+        ``headers`` added to the target's); add the worker's CPU (and peak RSS) over the job."""
         load = self.load
         assert load is not None
         route = route or CHAT
@@ -315,7 +316,7 @@ class Bench:
             "port": target.server.port,
             "path": route.path,
             "end": route.end,
-            "headers": target.headers,
+            "headers": target.headers | (headers or {}),
             "body": body,
             "stream": stream,
             "concurrency": concurrency,
@@ -367,6 +368,16 @@ class Bench:
                 tokens=p.stream_tokens,
                 route=route,
             )
+        # The same body every time with the response cache asked for: all but the first are
+        # hits on the gateway (the header means nothing to the others, which pass it through).
+        phases["cache_hit"] = functools.partial(
+            self.measure,
+            stream=False,
+            concurrency=16,
+            count=p.requests,
+            seconds=p.seconds,
+            headers={"X-Packet-Cache": "use"},
+        )
         # Time to first token with the upstream pacing its tokens, as a real model does. (With
         # 0 ms per token the simulator floods the core it shares with the load generator, and
         # the first event's arrival measures that contention more than the relay.)
@@ -506,7 +517,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--phases",
         help="comma-separated subset: nonstream_c1,…,stream_0ms,embeddings,rerank,tokenize,"
-        "responses_stream,messages_stream,stream_ttft,stream_20ms,many_streams",
+        "responses_stream,messages_stream,cache_hit,stream_ttft,stream_20ms,many_streams",
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat each phase; report medians")
     parser.add_argument(

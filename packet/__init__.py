@@ -84,6 +84,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     from . import auth, observability
     from .auth_throttle import AuthThrottle
     from .extensions import db, limiter, migrate
+    from .gateway.cache import ResponseCache
+    from .gateway.cache_store import build_store
     from .gateway.owners import Owners
     from .limits import StorageGuard, WindowLimits
     from .metering import Meter
@@ -157,6 +159,16 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         ),
         auth_throttle=throttle,
         owners=Owners(app),
+        cache=ResponseCache(
+            build_store(
+                limiter.storage,
+                settings.cache_max_bytes,
+                settings.cache_max_entry_bytes,
+                settings.cache_ttl,
+            ),
+            settings.limit_key_prefix,
+            settings.cache_max_entry_bytes,
+        ),
     )
     app.before_request(rt.start)
 

@@ -132,7 +132,8 @@ def get_account(name: str) -> Response:
 
 @bp.patch("/accounts/<name>")
 def update_account(name: str) -> tuple[Response, int]:
-    """Set the tier and/or the default model (``null`` clears it)."""
+    """Set the tier, the default model (``null`` clears it) and/or whether the response cache
+    is on by default (``cache_default``)."""
     data = _body(schemas.AccountUpdate())
     tier = _tier(data["tier"]) if "tier" in data else None
     account = store.update_account(
@@ -140,6 +141,7 @@ def update_account(name: str) -> tuple[Response, int]:
         tier=tier,
         default_model=data.get("default_model"),
         clear_default_model="default_model" in data and data["default_model"] is None,
+        cache_default=data.get("cache_default"),
     )
     return _changed(account_view(account))
 

@@ -14,6 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from .config import MICROS_PER_DOLLAR, ConfigError, dollars_to_micros
 from .key_controls import PERIODS, parse_expiry
 from .reports import parse_time
+from .schemas import StrictBool
 from .upstream.client import validate_base_url
 
 MAX_PAGE = 200
@@ -86,11 +87,12 @@ class AccountCreate(_Closed):
 class AccountUpdate(_Closed):
     tier = Text(validate=validate.Length(min=1, max=50))
     default_model = Text(allow_none=True, validate=validate.Length(min=1, max=200))
+    cache_default = StrictBool()
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
         if not data:
-            raise ValidationError("Give 'tier' and/or 'default_model'.", "tier")
+            raise ValidationError("Give 'tier', 'default_model' and/or 'cache_default'.", "tier")
 
 
 class Credit(_Closed):

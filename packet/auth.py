@@ -39,6 +39,7 @@ class Principal:
     default_model: str | None
     endpoints: tuple[store.EndpointRow, ...]
     controls: KeyControls | None = None  # the key's own limits (None: it has none)
+    cache_default: bool = False  # the response cache is on unless a request says otherwise
 
 
 class KeyCache:
@@ -99,6 +100,7 @@ def _load(digest: str, prefix: str) -> Principal | None:
         default_model=row.default_model,
         endpoints=store.account_endpoints(row.account_id),
         controls=row.controls,
+        cache_default=row.cache_default,
     )
 
 

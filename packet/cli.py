@@ -100,6 +100,17 @@ def accounts_set_default_model(name: str, model: str | None) -> None:
     click.echo(f"{account.name}: default model {account.default_model or '-'}")
 
 
+@accounts.command("set-cache")
+@click.argument("name")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def accounts_set_cache(name: str, state: str) -> None:
+    """Use the response cache for NAME's requests unless they say otherwise (on), or only
+    when they ask with X-Packet-Cache (off)."""
+    account = _store(store.update_account, name, cache_default=state == "on")
+    runtime().keys.invalidate()
+    click.echo(f"{account.name}: response cache {'on' if account.cache_default else 'off'}")
+
+
 @accounts.command("show")
 @click.argument("name")
 def accounts_show(name: str) -> None:
@@ -307,6 +318,8 @@ def usage(
         f"{name}: {t['requests']} requests, {t['prompt_tokens']} prompt + "
         f"{t['completion_tokens']} completion tokens, ${t['cost']}"
     )
+    if t["cache_hits"]:
+        click.echo(f"  cache: {t['cache_hits']} hits, {t['saved_tokens']} tokens saved")
     for row in report["by_model"]:
         click.echo(
             f"  model={row['model']}\trequests={row['requests']}"

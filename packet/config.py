@@ -107,6 +107,9 @@ class Settings:
     # The dashboard (packet.dashboard) is served only when a secret key signs its sessions.
     secret_key: str | None = None
     dashboard_insecure_cookies: bool = False
+    cache_ttl: float = 3600.0
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_entry_bytes: int = 1024 * 1024
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -329,6 +332,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         secret_key=env.get("SECRET_KEY") or None,
         dashboard_insecure_cookies=_bool(env, "PACKET_DASHBOARD_INSECURE_COOKIES", False),
+        cache_ttl=max(1.0, _float(env, "PACKET_CACHE_TTL", 3600.0)),
+        cache_max_bytes=max(0, _int(env, "PACKET_CACHE_MAX_BYTES", 64 * 1024 * 1024)),
+        cache_max_entry_bytes=max(0, _int(env, "PACKET_CACHE_MAX_ENTRY_BYTES", 1024 * 1024)),
     )
 
 

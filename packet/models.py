@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -54,6 +55,8 @@ class Account(Model):
     balance_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     default_model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The response cache is used for requests that do not choose (see packet.gateway.cache).
+    cache_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="account")
     endpoints: Mapped[list[Endpoint]] = relationship(back_populates="account")
@@ -124,6 +127,9 @@ class UsageRecord(Model):
     client_disconnected: Mapped[bool] = mapped_column(Boolean, default=False)
     # "upstream": the endpoint's own report; "counted": the gateway's count (see packet.usage).
     usage_source: Mapped[str] = mapped_column(String(16), default="upstream")
+    # Answered from the response cache: no tokens charged; ``saved_tokens`` is what it saved.
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    saved_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -118,7 +118,7 @@ def log_request(usage: dict[str, Any]) -> None:
     """The one log line per metered request."""
     request_log.info(
         "request_id=%s account=%s key=%s model=%s route=%s stream=%s status=%s "
-        "prompt_tokens=%s completion_tokens=%s cost_micros=%s ttft_ms=%s latency_ms=%s%s",
+        "prompt_tokens=%s completion_tokens=%s cost_micros=%s ttft_ms=%s latency_ms=%s%s%s",
         usage["request_id"],
         usage["account_id"],
         usage["key_id"],
@@ -132,4 +132,5 @@ def log_request(usage: dict[str, Any]) -> None:
         usage["ttft_ms"],
         usage["latency_ms"],
         " disconnected" if usage["client_disconnected"] else "",
+        " cached" if usage.get("cached") else "",
     )

@@ -17,7 +17,15 @@ from .key_controls import MONTH, parse_models, period_of
 from .models import Account, ApiKey, Endpoint, UsageRecord
 from .store import UsageRow
 
-_TOTALS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micros")
+_TOTALS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_micros",
+    "cache_hits",
+    "saved_tokens",
+)
 
 
 def dollars(micros: int) -> str:
@@ -54,6 +62,7 @@ def account_view(account: Account) -> dict[str, Any]:
         "balance_micros": account.balance_micros,
         "balance": dollars(account.balance_micros),
         "default_model": account.default_model,
+        "cache_default": account.cache_default,
         "created_at": iso(account.created_at),
     }
 
@@ -113,6 +122,8 @@ def usage_record_view(record: UsageRecord) -> dict[str, Any]:
         "ttft_ms": record.ttft_ms,
         "latency_ms": record.latency_ms,
         "client_disconnected": record.client_disconnected,
+        "cached": record.cached,
+        "saved_tokens": record.saved_tokens,
         "created_at": iso(record.created_at),
     }
 

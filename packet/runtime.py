@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .auth import KeyCache
     from .auth_throttle import AuthThrottle
     from .config import Settings
+    from .gateway.cache import ResponseCache
     from .gateway.owners import Owners
     from .limits import WindowLimits
     from .metering import Meter
@@ -38,6 +39,7 @@ class Runtime:
     meter: Meter
     auth_throttle: AuthThrottle
     owners: Owners
+    cache: ResponseCache
     started: bool = field(default=False)
     streams: weakref.WeakSet[gevent.Greenlet[..., Any]] = field(default_factory=weakref.WeakSet)
 

@@ -45,6 +45,8 @@ def _proxied(route: Route, resource: str | None) -> Response:
         resource,
         request.query_string,
         upload,
+        cache=request.environ.get("HTTP_X_PACKET_CACHE"),
+        cache_control=request.environ.get("HTTP_CACHE_CONTROL"),
     )
     try:
         answer = serve(rt, inbound)
@@ -54,9 +56,10 @@ def _proxied(route: Route, resource: str | None) -> Response:
         if inbound.counted:
             note_admission(inbound.admission)
         exchange.metered = inbound.metered
-    return Response(
-        answer.body, status=answer.status, mimetype=answer.mimetype, headers=answer.headers
-    )
+    headers = answer.headers
+    if inbound.cache_status is not None:
+        headers = headers | {"X-Packet-Cache": inbound.cache_status}
+    return Response(answer.body, status=answer.status, mimetype=answer.mimetype, headers=headers)
 
 
 def _upload(settings: Settings) -> Upload:

@@ -20,9 +20,15 @@ from .inbound import Answer
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def complete(call: Call, response: Any, on_id: Callable[[str], None] | None = None) -> Answer:
+def complete(
+    call: Call,
+    response: Any,
+    on_id: Callable[[str], None] | None = None,
+    on_end: Callable[[dict[str, Any], usage.Usage], None] | None = None,
+) -> Answer:
     """Non-streaming: pass the upstream JSON through, metering its (checked) usage;
-    ``on_id`` hears the answer's id (a stored response is remembered before it is answered)."""
+    ``on_id`` hears the answer's id (a stored response is remembered before it is answered),
+    ``on_end`` the answer and its usage (the response cache)."""
     try:
         content = response.content
     except Exception:  # noqa: BLE001 - a body cut short is a gateway error
@@ -51,6 +57,8 @@ def complete(call: Call, response: Any, on_id: Callable[[str], None] | None = No
     if on_id is not None and isinstance(answer.get("id"), str):
         on_id(answer["id"])
     call.finish(response.status_code, used, ttft=time.perf_counter())
+    if on_end is not None:
+        on_end(answer, used)
     return Answer(response.status_code, content)
 
 
@@ -67,8 +75,14 @@ def _text(call: Call, status: int, content: bytes, kind: str) -> Answer:
     return Answer(status, content, kind or "text/plain")
 
 
-def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
-    """Streaming: relay SSE events as they arrive; meter when the stream ends."""
+def stream(
+    call: Call,
+    response: Any,
+    fmt: StreamFormat,
+    on_end: Callable[[StreamResult, usage.Usage], None] | None = None,
+) -> Answer:
+    """Streaming: relay SSE events as they arrive; meter when the stream ends (then
+    ``on_end`` hears how it ended and its usage: the response cache)."""
 
     call.rt.track_stream()
 
@@ -95,6 +109,8 @@ def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
                 ttft=result.first_event_at,
                 disconnected=result.disconnected,
             )
+        if on_end is not None:
+            on_end(result, used)
 
     if fmt.usage_asked:
         fmt = with_counted_usage(fmt, lambda result: _pair(billed(result)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from marshmallow import Schema
 
@@ -11,6 +12,9 @@ from ..auth import Principal
 from ..limits import TokenReservation
 from ..protocol import Wire
 from ..upload import Upload
+
+if TYPE_CHECKING:
+    from .cache import Lookup
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
 # How a route stands to stored responses: it makes one, or it must go where one lives.
@@ -51,6 +55,12 @@ class Inbound:
     counted: bool = False
     admission: TokenReservation | None = None
     metered: bool = False
+    # The response cache: the request's X-Packet-Cache and Cache-Control headers (None: not
+    # sent), and what the cache did (hit, miss, skip; None: not involved).
+    cache: str | None = None
+    cache_control: str | None = None
+    cache_status: str | None = None
+    cache_lookup: Lookup | None = None
 
 
 @dataclass

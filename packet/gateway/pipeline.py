@@ -67,7 +67,16 @@ def parse(inbound: Inbound) -> dict[str, Any]:
 
 
 def serve(rt: Runtime, inbound: Inbound) -> Answer:
-    """Serve one request on its route."""
+    """Serve one request on its route; a cache miss that fails lets identical ones go on."""
+    try:
+        return _serve(rt, inbound)
+    except BaseException:
+        if inbound.cache_lookup is not None:
+            inbound.cache_lookup.release()
+        raise
+
+
+def _serve(rt: Runtime, inbound: Inbound) -> Answer:
     principal, route = inbound.principal, inbound.route
     body = parse(inbound)
     owner = _followed(rt, inbound, body)
@@ -79,6 +88,11 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     check_model(controls, model)
     target = rt.discovery.route(states, model, principal.default_model)
     check_model(controls, target.model)
+    lookup = None
+    if inbound.cache is not None or principal.cache_default:
+        lookup = inbound.cache_lookup = rt.cache.consult(rt, inbound, body, target.model)
+        if lookup is not None and lookup.answer is not None:
+            return lookup.answer
 
     wire = route.wire
     stream = wire.stream is not None and body.get("stream") is True
@@ -115,6 +129,8 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     stored = route.affinity == CREATES and body.get("store") is not False
     on_id = _remember(rt, call) if stored else None
     fmt = wire.stream(body, on_id) if stream and wire.stream is not None else None
+    if lookup is not None and fmt is not None:
+        fmt = lookup.recording(fmt)
     headers = _headers(inbound)
     path = route.upstream_path
     if inbound.resource is not None:
@@ -134,8 +150,10 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
         if response.status_code >= 400:
             answers.upstream_error(call, response)
         if fmt is not None:
-            return answers.stream(call, response, fmt)
-        return answers.complete(call, response, on_id)
+            return answers.stream(
+                call, response, fmt, None if lookup is None else lookup.stream_ended
+            )
+        return answers.complete(call, response, on_id, None if lookup is None else lookup.answered)
     except BaseException as exc:
         call.finish(_failure_status(exc))  # does nothing when the call already finished
         raise

@@ -19,6 +19,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 from werkzeug.routing import Rule
 
+from ..gateway.cache import ROUTES as CACHED_ROUTES
 from ..gateway.inbound import ANTHROPIC, OPENAI, Route
 from ..protocol import messages
 from ..runtime import runtime
@@ -179,6 +180,9 @@ def _proxied(route: Route, summary: str) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": type(route.schema)}},
         }
+    if route.name in CACHED_ROUTES:
+        operation["parameters"] = [components.CACHE_PARAMETER]
+        operation["responses"][200]["headers"] |= {name: name for name in components.CACHE_HEADERS}
     return operation
 
 

@@ -29,6 +29,19 @@ ANTHROPIC_RATE_LIMIT_HEADERS = {
     "anthropic-ratelimit-tokens-remaining": "Tokens left in the current window.",
     "anthropic-ratelimit-tokens-reset": "When the token window resets (RFC 3339).",
 }
+# The response cache's answer headers, on the routes it serves (see packet.gateway.cache).
+CACHE_HEADERS = {
+    "X-Packet-Cache": "What the response cache did: `hit`, `miss` or `skip` (absent: not asked).",
+    "Age": "Seconds since a cache hit's entry was stored.",
+}
+CACHE_PARAMETER = {
+    "name": "X-Packet-Cache",
+    "in": "header",
+    "required": False,
+    "description": "`use` the response cache, `refresh` its entry, or `skip` it (default: the "
+    "account's setting). `Cache-Control: no-cache` refreshes, `no-store` skips.",
+    "schema": {"type": "string", "enum": ["use", "refresh", "skip"]},
+}
 # The statuses the gateway itself answers with, in OpenAI's terms (Anthropic's differ: 503→529).
 ERRORS = {
     400: "The request is not valid; `param` names the offending field.",
@@ -115,7 +128,8 @@ def register(spec: APISpec) -> None:
             "description": "The same key as the Anthropic SDK sends it (Anthropic routes only).",
         },
     )
-    for name, description in (RATE_LIMIT_HEADERS | ANTHROPIC_RATE_LIMIT_HEADERS).items():
+    headers = RATE_LIMIT_HEADERS | ANTHROPIC_RATE_LIMIT_HEADERS | CACHE_HEADERS
+    for name, description in headers.items():
         components.header(name, {"description": description, "schema": {"type": "string"}})
     components.header(
         "Retry-After",

@@ -72,8 +72,11 @@ def update_account(
     tier: str | None = None,
     default_model: str | None = None,
     clear_default_model: bool = False,
+    cache_default: bool | None = None,
 ) -> Account:
     account = get_account(name)
+    if cache_default is not None:
+        account.cache_default = cache_default
     if tier is not None:
         account.tier = tier
     if default_model is not None:

@@ -23,6 +23,7 @@ class KeyRow(NamedTuple):
     balance_micros: int
     default_model: str | None
     controls: KeyControls | None
+    cache_default: bool = False
 
 
 def find_active_key(digest: str) -> KeyRow | None:
@@ -35,6 +36,7 @@ def find_active_key(digest: str) -> KeyRow | None:
             Account.tier,
             Account.balance_micros,
             Account.default_model,
+            Account.cache_default,
             ApiKey.rpm,
             ApiKey.tpm,
             ApiKey.budget_micros,
@@ -50,8 +52,17 @@ def find_active_key(digest: str) -> KeyRow | None:
     db.session.rollback()
     if row is None:
         return None
-    (key_id, account_id, name, tier, balance, default_model, *controls) = row
-    return KeyRow(key_id, account_id, name, tier, balance, default_model, _controls(*controls))
+    (key_id, account_id, name, tier, balance, default_model, cache_default, *controls) = row
+    return KeyRow(
+        key_id,
+        account_id,
+        name,
+        tier,
+        balance,
+        default_model,
+        _controls(*controls),
+        bool(cache_default),
+    )
 
 
 def _controls(

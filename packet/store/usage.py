@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, String, func, select
+from sqlalchemy import BigInteger, Integer, String, case, func, select
 
 from ..extensions import db
 from ..models import ApiKey, UsageRecord
@@ -39,6 +39,8 @@ def _column_bounds() -> dict[str, tuple[type, int]]:
 
 
 _USAGE_BOUNDS = _column_bounds()
+# Columns a row may leave out (a response-cache hit sets them).
+_ROW_DEFAULTS = {"cached": False, "saved_tokens": 0}
 
 
 def fit_usage(row: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +49,7 @@ def fit_usage(row: dict[str, Any]) -> dict[str, Any]:
     The gateway's own values always fit; this keeps one odd value (a long label, an absurd
     count) from failing the batch it is written with.
     """
-    fitted = dict(row)
+    fitted = _ROW_DEFAULTS | row  # one batch is one statement: every row needs every column
     for name, (kind, bound) in _USAGE_BOUNDS.items():
         value = fitted.get(name)
         if kind is str and isinstance(value, str) and len(value) > bound:
@@ -68,6 +70,8 @@ class UsageRow(NamedTuple):
     completion_tokens: int
     total_tokens: int
     cost_micros: int
+    cache_hits: int = 0
+    saved_tokens: int = 0
 
 
 def usage_rows(
@@ -89,6 +93,8 @@ def usage_rows(
             func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
             func.coalesce(func.sum(UsageRecord.total_tokens), 0),
             func.coalesce(func.sum(UsageRecord.cost_micros), 0),
+            func.coalesce(func.sum(case((UsageRecord.cached, 1), else_=0)), 0),
+            func.coalesce(func.sum(UsageRecord.saved_tokens), 0),
         )
         .outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
         .where(UsageRecord.account_id == account.id)

@@ -101,6 +101,7 @@ def test_create_get_update_credit_account(api, name):
         "balance_micros": 25_000_000,
         "balance": "25.00",
         "default_model": None,
+        "cache_default": False,
         "created_at": account["created_at"],
     }
     patched = api.patch(
@@ -488,6 +489,8 @@ def test_usage_report_filters_and_cli_agreement(api, admin_app, name):
         "completion_tokens": 135,
         "total_tokens": 210,
         "cost_micros": 21000,
+        "cache_hits": 0,
+        "saved_tokens": 0,
         "cost": "0.021",
     }
     by_model = {m["model"]: m["requests"] for m in report["by_model"]}
@@ -588,3 +591,15 @@ def test_cli_and_api_share_accounts_keys_endpoints(api, admin_app):
         f"{endpoint['id']}\thttp://10.1.2.3:8000"
         in runner.invoke(args=["endpoints", "list", account]).output
     )
+
+
+def test_cache_default_over_the_api_and_the_cli(api, admin_app, name):
+    patched = api.patch(f"/admin/v1/accounts/{name}", json={"cache_default": True}, headers=AUTH)
+    assert patched.status_code == 200 and patched.json["cache_default"] is True
+    bad = api.patch(f"/admin/v1/accounts/{name}", json={"cache_default": "yes"}, headers=AUTH)
+    assert_error(bad, 400, "invalid_request", "cache_default")
+    runner = admin_app.test_cli_runner()
+    result = runner.invoke(args=["accounts", "set-cache", name, "off"])
+    assert result.exit_code == 0 and "response cache off" in result.output
+    assert api.get(f"/admin/v1/accounts/{name}", headers=AUTH).json["cache_default"] is False
+    assert runner.invoke(args=["accounts", "set-cache", name, "maybe"]).exit_code != 0

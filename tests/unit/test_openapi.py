@@ -231,3 +231,13 @@ def test_docs_page_uses_only_local_assets(client):
         assert asset.mimetype in types[re.sub(r".*(\.\w+)\?.*", r"\1", url)]
         assert asset.cache_control.max_age >= 86400
     assert 'data-spec="/openapi.json"' in html
+
+
+def test_the_response_cache_header_on_the_routes_it_serves(doc):
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"):
+        operation = doc["paths"][path]["post"]
+        assert [p["name"] for p in operation["parameters"]] == ["X-Packet-Cache"], path
+        assert {"X-Packet-Cache", "Age"} <= set(operation["responses"]["200"]["headers"])
+    messages = doc["paths"]["/v1/messages"]["post"]
+    assert "parameters" not in messages
+    assert "X-Packet-Cache" not in messages["responses"]["200"]["headers"]

@@ -102,3 +102,14 @@ def test_without_litellm_the_table_has_no_peer_column():
         "≤ 1.25× bare",
         "MISS",
     ]
+
+
+def test_cache_hit_rows_compare_a_hit_with_a_miss_and_bare():
+    results = _results(["direct", "bare", "gateway"])
+    results["cache_hit"] = {t: _result(t, False) for t in ("direct", "bare", "gateway")}
+    results["cache_hit"]["gateway"]["cpu"] = 1000 * 0.8 / 1e3  # 0.8 ms a hit, 2 ms a miss
+    table = render(results, META, QUICK)
+    assert "response cache hits" in table
+    rows = _rows(table)
+    assert rows["CPU per request ms"][-1] == ["—", "1.500", "0.800", "0.53×", "≤ 0.5× miss", "ok"]
+    assert rows["hit ÷ miss CPU per request"][0] == ["—", "—", "0.40×", "≤ 0.5×", "ok"]
