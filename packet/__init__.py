@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +59,9 @@ def configure(app: Flask, settings: Settings) -> None:
     # Paths match as sent: merging "//" would answer a 308 whose Location is built from the Host
     # header (an open redirect); an unknown path is a 404 in the envelope instead.
     app.url_map.merge_slashes = False
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("packet").setLevel(settings.log_level)
+    from .observability import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -81,7 +79,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     """Bind extensions and build the per-worker runtime. Order matters: see comments."""
     from sqlalchemy import event
 
-    from . import auth, observability
+    from . import auth, metrics, observability, tracing
     from .auth_throttle import AuthThrottle
     from .extensions import db, limiter, migrate
     from .gateway.owners import Owners
@@ -117,7 +115,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     guard = StorageGuard(
         limiter.storage,
         fail_open=settings.limits_fail_open,
-        on_error=observability.LIMIT_STORAGE_ERRORS.inc,
+        on_error=metrics.LIMIT_STORAGE_ERRORS.inc,
     )
     limits = WindowLimits(
         limiter.storage,
@@ -135,7 +133,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         trusted=settings.trusted_proxies,
     )
     # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
-    observability.init_app(app)
+    observability.init_app(app, settings)
+    tracing.init_app(app, settings)
     auth.init_app(app, keys, throttle)
     rt = app.extensions["packet"] = Runtime(
         settings=settings,
@@ -147,13 +146,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             probe_timeout=settings.discovery_timeout,
             cooloff=settings.unhealthy_cooloff,
             warmup_timeout=settings.warmup_timeout,
+            on_state=metrics.endpoint_state,
         ),
         limits=limits,
         meter=Meter(
             app,
             settings,
             touched_keys=keys.drain_touched,
-            on_quarantine=observability.USAGE_QUARANTINED.inc,
+            on_quarantine=metrics.USAGE_QUARANTINED.inc,
         ),
         auth_throttle=throttle,
         owners=Owners(app),

@@ -104,6 +104,11 @@ class Settings:
     endpoint_allow: AddressRules = field(default_factory=AddressRules)
     endpoint_deny: AddressRules = field(default_factory=AddressRules)
     metrics_multiprocess_dir: str | None = None
+    log_format: str = "text"
+    metrics_token: str | None = None
+    metrics_bind: str | None = None
+    otlp_endpoint: str | None = None
+    otel_service_name: str = "packet-gateway"
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -324,7 +329,20 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         endpoint_allow=_address_rules(env, "PACKET_ENDPOINT_ALLOW"),
         endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+        metrics_token=env.get("PACKET_METRICS_TOKEN") or None,
+        metrics_bind=env.get("PACKET_METRICS_BIND") or None,
+        otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        otel_service_name=env.get("OTEL_SERVICE_NAME") or "packet-gateway",
     )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (case-insensitive; the first when unset)."""
+    value = (env.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def public_url(value: str | None) -> str | None:

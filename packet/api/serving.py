@@ -38,6 +38,7 @@ def proxied(route: Route, resource: str | None = None) -> Response:
         request.query_string,
         upload,
     )
+    exchange.outcome = inbound.outcome
     try:
         answer = serve(rt, inbound)
     finally:

@@ -136,6 +136,7 @@ class Simulator:
             "seq": next(self.ids),
             "request_id": environ.get("HTTP_X_REQUEST_ID"),
             "authorization": environ.get("HTTP_AUTHORIZATION"),
+            "traceparent": environ.get("HTTP_TRACEPARENT"),
             "path": environ["PATH_INFO"],
             "model": model,
             "stream": stream,

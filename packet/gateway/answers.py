@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from .. import usage
+from .. import metrics, usage
 from ..errors import UpstreamClientError, UpstreamError
 from ..protocol.wire import text_tokens
 from ..upstream.errors import error_message
@@ -30,6 +30,7 @@ def complete(call: Call, response: Any, on_id: Callable[[str], None] | None = No
         raise UpstreamError("The inference endpoint closed the connection mid-response.") from None
     finally:
         response.close()
+        call.outcome.received = time.perf_counter()
     kind = response.headers.get("Content-Type", "")
     if call.wire.text_answers and not kind.startswith("application/json"):
         return _text(call, response.status_code, content, kind)
@@ -71,6 +72,7 @@ def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
     """Streaming: relay SSE events as they arrive; meter when the stream ends."""
 
     call.rt.track_stream()
+    metrics.stream_started()
 
     def billed(result: StreamResult) -> usage.Usage:
         # Nothing generated and no usage: the upstream never started (no prompt billed).
@@ -85,6 +87,7 @@ def stream(call: Call, response: Any, fmt: StreamFormat) -> Answer:
 
     def finished(result: StreamResult) -> None:
         call.rt.untrack_stream()
+        metrics.stream_ended()
         used = NOTHING
         try:
             used = billed(result)

@@ -9,6 +9,7 @@ from marshmallow import Schema
 
 from ..auth import Principal
 from ..limits import TokenReservation
+from ..outcome import Outcome
 from ..protocol import Wire
 from ..upload import Upload
 
@@ -51,6 +52,7 @@ class Inbound:
     counted: bool = False
     admission: TokenReservation | None = None
     metered: bool = False
+    outcome: Outcome = field(default_factory=Outcome)
 
 
 @dataclass

@@ -8,11 +8,17 @@ from ..auth import Principal
 from ..config import Settings
 
 
-def endpoint_triples(settings: Settings, principal: Principal) -> list[tuple[str, str | None, str]]:
-    """The caller's endpoints (url, upstream key, label), or the shared pool when it has none."""
+def endpoint_rows(
+    settings: Settings, principal: Principal
+) -> list[tuple[str, str | None, str, str]]:
+    """The caller's endpoints (url, upstream key, label, id), or the shared pool when it has
+    none. The id names the endpoint in metrics, where its URL must not appear."""
     if principal.endpoints:
-        return [(e.base_url, e.upstream_key, e.base_url) for e in principal.endpoints]
-    return [(url, None, f"shared pool #{i + 1}") for i, url in enumerate(settings.upstreams)]
+        return [(e.base_url, e.upstream_key, e.base_url, str(e.id)) for e in principal.endpoints]
+    return [
+        (url, None, f"shared pool #{i + 1}", f"pool-{i + 1}")
+        for i, url in enumerate(settings.upstreams)
+    ]
 
 
 def requested_model(body: dict[str, Any]) -> str | None:
