@@ -57,13 +57,14 @@ def _begin() -> None:
     incoming = request.headers.get("X-Request-ID", "")
     exchange = begin(incoming if _REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}")
     exchange.method = request.method
-    exchange.trace_id = tracing.trace_id() or trace_id_from(request.headers.get("traceparent"))
 
 
 def _finish(response: Response) -> Response:
     exchange = current()
     headers = response.headers
     headers["X-Request-ID"] = exchange.request_id
+    # Here, not when the request begins: the server span starts after this module's hook.
+    exchange.trace_id = tracing.trace_id() or trace_id_from(request.headers.get("traceparent"))
     outcome = exchange.outcome
     total = time.perf_counter() - exchange.started
     upstream = outcome.upstream_seconds() if outcome is not None else 0.0
