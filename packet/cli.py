@@ -246,3 +246,6 @@ def register(app: Flask) -> None:
     """Attach every command group to the app's ``flask`` CLI."""
     for command in (accounts, keys_cli, endpoints, usage, demo):
         app.cli.add_command(command)
+    from .doctor import doctor
+
+    app.cli.add_command(doctor)

@@ -109,6 +109,8 @@ class Settings:
     metrics_bind: str | None = None
     otlp_endpoint: str | None = None
     otel_service_name: str = "packet-gateway"
+    web_concurrency: int = 2
+    unknown_variables: tuple[str, ...] = ()
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -334,7 +336,17 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         metrics_bind=env.get("PACKET_METRICS_BIND") or None,
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         otel_service_name=env.get("OTEL_SERVICE_NAME") or "packet-gateway",
+        web_concurrency=max(1, _int(env, "WEB_CONCURRENCY", 2)),
+        unknown_variables=_unknown(env),
     )
+
+
+def _unknown(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``PACKET_*`` variables that no setting reads (a typo, or a setting since removed)."""
+    from .variables import names
+
+    known = set(names())
+    return tuple(sorted(n for n in env if n.startswith("PACKET_") and n not in known))
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
