@@ -251,6 +251,9 @@ class Bench:
         )
         if self.args.redis_url:
             env["REDIS_URL"] = self.args.redis_url
+        for setting in self.args.gateway_env or ():
+            name, _, value = setting.partition("=")
+            env[name] = value
         return env
 
     def _account(self, env: dict[str, str]) -> str:
@@ -502,6 +505,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat each phase; report medians")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting for the gateway (repeatable), e.g. LOG_FORMAT=json",
+    )
     parser.add_argument(
         "--litellm",
         action="store_true",

@@ -135,6 +135,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
     observability.init_app(app, settings)
     tracing.init_app(app, settings)
+    if settings.proxy_hops:
+        # Behind N proxies that each append the address they saw (Heroku's router: 1), the
+        # client is the N-th address from the right of X-Forwarded-For: REMOTE_ADDR becomes it
+        # for everything downstream (the log line, failed-attempt limits), as does the scheme.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     auth.init_app(app, keys, throttle)
     rt = app.extensions["packet"] = Runtime(
         settings=settings,

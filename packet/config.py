@@ -110,6 +110,7 @@ class Settings:
     otlp_endpoint: str | None = None
     otel_service_name: str = "packet-gateway"
     web_concurrency: int = 2
+    proxy_hops: int = 0
     unknown_variables: tuple[str, ...] = ()
 
     def check_tier(self, tier: str) -> str:
@@ -337,6 +338,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         otel_service_name=env.get("OTEL_SERVICE_NAME") or "packet-gateway",
         web_concurrency=max(1, _int(env, "WEB_CONCURRENCY", 2)),
+        proxy_hops=max(0, _int(env, "PACKET_PROXY_HOPS", 0)),
         unknown_variables=_unknown(env),
     )
 

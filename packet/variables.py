@@ -84,6 +84,11 @@ VARIABLES: tuple[Variable, ...] = (
         "comma-separated addresses/CIDRs of your proxies: behind them the client address is read from `X-Forwarded-For`",
     ),
     Variable(
+        ("PACKET_PROXY_HOPS",),
+        "`0`",
+        "proxies in front of the gateway that each append the address they saw to `X-Forwarded-For` (Heroku's router: `1`): werkzeug's ProxyFix then takes the client address (logs, failed-attempt limits) and scheme from there. Use this or `PACKET_TRUSTED_PROXIES`",
+    ),
+    Variable(
         ("PACKET_ENDPOINT_ALLOW",),
         "unset: all but the denied",
         "comma-separated CIDRs, addresses, hostnames, `*.suffix`: when set, endpoints may point only there; see [Endpoint policy](#endpoint-policy)",
