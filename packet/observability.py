@@ -40,7 +40,7 @@ def configure_logging(log_format: str, level: str) -> None:
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
     if log_format == "json":
-        from pythonjsonlogger.json import JsonFormatter
+        from pythonjsonlogger.orjson import OrjsonFormatter as JsonFormatter
 
         formatter: logging.Formatter = JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}

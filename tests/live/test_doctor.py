@@ -68,3 +68,9 @@ def test_a_pending_migration_and_contradictions(sim, tmp_path):
     assert "migrations pending: the database is at 0003" in said and "db upgrade" in said
     assert "WEB_CONCURRENCY=2 with limits in memory" in said
     assert "PACKET_UPSTREAM is set but the gateway reads no such variable" in said
+
+
+def test_a_value_that_does_not_parse(tmp_path):
+    status, said = doctor(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", PACKET_READ_TIMEOUT="soon")
+    assert status == 1
+    assert said.strip() == "configuration problem: PACKET_READ_TIMEOUT must be a number, got 'soon'"
