@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from flask_migrate import upgrade
-from processes import ROOT, clean_env, free_port
+from processes import ROOT, clean_env, free_port, migrated_app
 
 from packet import create_app
 
@@ -29,26 +29,32 @@ def sim(module_launcher):
     return module_launcher.sim()
 
 
-def test_a_sound_setup_exits_0(sim, _databases):
-    status, said = doctor(DATABASE_URL=_databases["sqlite"].url, PACKET_UPSTREAMS=sim.url)
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory):
+    """A migrated database of this module's own: others' accounts may list stopped endpoints."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('doctor') / 'packet.db'}"
+    migrated_app(url)
+    return url
+
+
+def test_a_sound_setup_exits_0(sim, database_url):
+    status, said = doctor(DATABASE_URL=database_url, PACKET_UPSTREAMS=sim.url)
     assert status == 0, said
     assert "migrations at head" in said and "models simulated/vllm-demo" in said
     assert "no problem found" in said
 
 
-def test_a_stopped_endpoint(sim, _databases):
+def test_a_stopped_endpoint(sim, database_url):
     stopped = f"http://127.0.0.1:{free_port()}"
-    status, said = doctor(
-        DATABASE_URL=_databases["sqlite"].url, PACKET_UPSTREAMS=f"{sim.url},{stopped}"
-    )
+    status, said = doctor(DATABASE_URL=database_url, PACKET_UPSTREAMS=f"{sim.url},{stopped}")
     assert status == 1
     assert f"PROBLEM] endpoint: shared pool #2 ({stopped}): not reachable" in said
     assert "Start the vLLM server" in said
 
 
-def test_an_unreachable_redis(sim, _databases):
+def test_an_unreachable_redis(sim, database_url):
     status, said = doctor(
-        DATABASE_URL=_databases["sqlite"].url,
+        DATABASE_URL=database_url,
         PACKET_UPSTREAMS=sim.url,
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
     )
