@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from processes import free_port
 
 pytestmark = pytest.mark.live
 
@@ -207,12 +208,26 @@ def test_one_json_line_per_request_without_key_or_prompt(gateway, traffic):
     assert "zebra" not in log and "quokka" not in log
 
 
-def test_the_metrics_folder_goes_when_gunicorn_stops(
+def test_metrics_on_their_own_bind_and_the_folder_goes_at_stop(
     module_launcher, module_sim, _databases, tmp_path
 ):
+    """PACKET_METRICS_BIND: gunicorn's master serves the workers' sum there, the public port
+    has no /metrics; and the multiprocess folder gunicorn made is gone once it stops."""
+    port = free_port()
     gateway = module_launcher.gateway(
-        _databases["sqlite"], upstreams=[module_sim.url], TMPDIR=str(tmp_path)
+        _databases["sqlite"],
+        upstreams=[module_sim.url],
+        workers=2,
+        TMPDIR=str(tmp_path),
+        PACKET_METRICS_BIND=f"127.0.0.1:{port}",
     )
+    assert requests.get(f"{gateway.url}/metrics", timeout=10).status_code == 404
+    for _ in range(4):
+        requests.get(f"{gateway.url}/health", timeout=10)
+    time.sleep(0.1)
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert total(text, "packet_requests_total", route="/health", status="200") >= 4
+    assert total(text, "packet_requests_total", route="unmatched", status="404") == 1
     assert [p.name[:15] for p in Path(tmp_path).iterdir()] == ["packet-metrics-"]
     gateway.stop()
     assert list(Path(tmp_path).iterdir()) == []
