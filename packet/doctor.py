@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -137,6 +138,7 @@ def redis(settings: Settings) -> Iterator[Finding]:
 
 
 def endpoints(settings: Settings, rt: Runtime) -> Iterator[Finding]:
+    """Every endpoint of the shared pool and of every account, probed 16 at a time."""
     rows: list[tuple[str, str, str | None]] = [
         (f"shared pool #{i + 1}", url, None) for i, url in enumerate(settings.upstreams)
     ]
@@ -145,43 +147,40 @@ def endpoints(settings: Settings, rt: Runtime) -> Iterator[Finding]:
     except Exception as exc:  # noqa: BLE001 - an unmigrated schema, reported above
         yield Finding("endpoint", WARNING, f"accounts' endpoints not read ({type(exc).__name__})")
     timeout = max(settings.discovery_timeout, 1.0)
-    for label, url, key in rows:
-        name = f"{label} ({url})"
-        headers: dict[str, str] = {"Authorization": f"Bearer {key}"} if key else {}
-        try:
-            health, _ = rt.client.get(f"{url}/health", headers, timeout)
-            status, body = rt.client.get(f"{url}/v1/models", headers, timeout)
-            version_status, version = rt.client.get(f"{url}/version", headers, timeout)
-        except UpstreamFailure as exc:
-            yield Finding(
-                "endpoint",
-                PROBLEM,
-                f"{name}: not reachable ({exc})",
-                "Start the vLLM server, or remove the endpoint (flask --app app endpoints remove).",
-            )
-            continue
-        cards = body.get("data") if isinstance(body, dict) else None
-        models = [str(m.get("id")) for m in cards or [] if isinstance(m, dict)]
-        if health == 503 or status == 503:
-            yield Finding("endpoint", WARNING, f"{name}: loading its model", "Wait for it.")
-        elif status != 200 or not models:
-            yield Finding(
-                "endpoint",
-                PROBLEM,
-                f"{name}: /v1/models answered {status} with no model",
-                "Check the endpoint's upstream key (vLLM --api-key) and that it serves a model.",
-            )
-        else:
-            found = (
-                version.get("version")
-                if version_status == 200 and isinstance(version, dict)
-                else None
-            )
-            server = f"vLLM {found}" if found else "not vLLM, or no /version"
-            health_said = f"/health {health}" if health not in (404, 405) else "no /health"
-            yield Finding(
-                "endpoint", OK, f"{name}: {health_said}, models {', '.join(models)} ({server})"
-            )
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        yield from pool.map(lambda row: _endpoint(rt, row, timeout), rows)
+
+
+def _endpoint(rt: Runtime, row: tuple[str, str, str | None], timeout: float) -> Finding:
+    label, url, key = row
+    name = f"{label} ({url})"
+    headers: dict[str, str] = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        health, _ = rt.client.get(f"{url}/health", headers, timeout)
+        status, body = rt.client.get(f"{url}/v1/models", headers, timeout)
+        version_status, version = rt.client.get(f"{url}/version", headers, timeout)
+    except UpstreamFailure as exc:
+        return Finding(
+            "endpoint",
+            PROBLEM,
+            f"{name}: not reachable ({exc})",
+            "Start the vLLM server, or remove the endpoint (flask --app app endpoints remove).",
+        )
+    cards = body.get("data") if isinstance(body, dict) else None
+    models = [str(m.get("id")) for m in cards or [] if isinstance(m, dict)]
+    if health == 503 or status == 503:
+        return Finding("endpoint", WARNING, f"{name}: loading its model", "Wait for it.")
+    if status != 200 or not models:
+        return Finding(
+            "endpoint",
+            PROBLEM,
+            f"{name}: /v1/models answered {status} with no model",
+            "Check the endpoint's upstream key (vLLM --api-key) and that it serves a model.",
+        )
+    found = version.get("version") if version_status == 200 and isinstance(version, dict) else None
+    server = f"vLLM {found}" if found else "not vLLM, or no /version"
+    health_said = f"/health {health}" if health not in (404, 405) else "no /health"
+    return Finding("endpoint", OK, f"{name}: {health_said}, models {', '.join(models)} ({server})")
 
 
 def examine(app: Flask) -> list[Finding]:

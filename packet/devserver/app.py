@@ -80,6 +80,8 @@ class Simulator:
         if path == "/health" and not self.settings.no_health:
             start_response("503 Service Unavailable" if loading else "200 OK", [])
             return [b""]
+        if path == "/version" and not self.settings.no_health:  # vLLM's, open like /health
+            return respond(start_response, 200, {"version": "simulated"})
         if path == "/_sim/requests":
             return respond(start_response, 200, {"data": list(self.requests)})
         if path == "/_sim/probes":

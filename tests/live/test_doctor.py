@@ -40,7 +40,8 @@ def database_url(tmp_path_factory):
 def test_a_sound_setup_exits_0(sim, database_url):
     status, said = doctor(DATABASE_URL=database_url, PACKET_UPSTREAMS=sim.url)
     assert status == 0, said
-    assert "migrations at head" in said and "models simulated/vllm-demo" in said
+    assert "migrations at head" in said
+    assert "/health 200, models simulated/vllm-demo (vLLM simulated)" in said
     assert "no problem found" in said
 
 
