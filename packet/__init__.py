@@ -115,7 +115,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     guard = StorageGuard(
         limiter.storage,
         fail_open=settings.limits_fail_open,
-        on_error=metrics.LIMIT_STORAGE_ERRORS.inc,
+        on_error=metrics.limit_storage_error,
     )
     limits = WindowLimits(
         limiter.storage,

@@ -82,7 +82,9 @@ DATABASE_ERRORS = Counter(
     "packet_database_errors_total", "Requests answered 503 for the database", ["kind"]
 )
 LIMIT_STORAGE_ERRORS = Counter(
-    "packet_limit_storage_errors_total", "Rate-limit storage (Redis) calls that failed"
+    "packet_limit_storage_errors_total",
+    "Rate-limit storage (Redis) calls that failed, by exception",
+    ["kind"],
 )
 USAGE_QUARANTINED = Counter(
     "packet_usage_rows_quarantined_total", "Usage rows the database refused (logged, not stored)"
@@ -149,6 +151,10 @@ def rate_limited(tier: str, kind: str) -> None:
 
 def database_error(kind: str) -> None:
     DATABASE_ERRORS.labels(kind).inc()
+
+
+def limit_storage_error(exc: BaseException) -> None:
+    LIMIT_STORAGE_ERRORS.labels(type(exc).__name__).inc()
 
 
 def cache_lookup(hit: bool) -> None:
