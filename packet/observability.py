@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .config import Settings
 
 request_log = logging.getLogger("packet.request")
-_json = False
 # As wide as the usage row's request_id column: a longer id is replaced, never stored cut.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -60,7 +59,7 @@ def _begin() -> None:
     exchange.method = environ.get("REQUEST_METHOD", "")
 
 
-def _finish(response: Response) -> Response:
+def _finish(response: Response, as_json: bool) -> Response:
     exchange = current()
     headers = response.headers
     headers["X-Request-ID"] = exchange.request_id
@@ -77,19 +76,19 @@ def _finish(response: Response) -> Response:
     route = rule.rule if rule is not None else UNMATCHED
     address = runtime().auth_throttle.address(environ)
     status = response.status_code
-    response.call_on_close(lambda: _closed(exchange, route, status, address))
+    response.call_on_close(lambda: _closed(exchange, route, status, address, as_json))
     return response
 
 
-def _closed(exchange: Exchange, route: str, status: int, address: str) -> None:
+def _closed(exchange: Exchange, route: str, status: int, address: str, as_json: bool) -> None:
     """The response is closed (a stream relayed to its end): its line and its metrics."""
     try:
-        _record(exchange, route, status, address)
+        _record(exchange, route, status, address, as_json)
     except Exception:  # a broken log line must never break the worker
         logging.getLogger("packet.observability").exception("request record failed")
 
 
-def _record(exchange: Exchange, route: str, status: int, address: str) -> None:
+def _record(exchange: Exchange, route: str, status: int, address: str, as_json: bool) -> None:
     now = time.perf_counter()
     latency = now - exchange.started
     outcome = exchange.outcome or Outcome()
@@ -144,7 +143,7 @@ def _record(exchange: Exchange, route: str, status: int, address: str) -> None:
         "cache": outcome.cache,
         "batch": outcome.batch,
     }
-    if _json:  # one process serves one configuration
+    if as_json:
         request_log.info(fields)  # a dict message: its keys are the JSON object's (and cheaper)
     else:
         del fields["message"]
@@ -164,9 +163,8 @@ def trace_id_from(traceparent: str | None) -> str | None:
 def init_app(app: Flask, settings: Settings) -> None:
     """Request ids, Server-Timing, the log line and metrics of every request; /metrics unless
     gunicorn's master serves it on its own bind."""
-    global _json
-    _json = settings.log_format == "json"
+    as_json = settings.log_format == "json"
     app.before_request(_begin)
-    app.after_request(_finish)
+    app.after_request(lambda response: _finish(response, as_json))
     if not settings.metrics_bind:
         app.register_blueprint(metrics.bp)
