@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import KW_ONLY, dataclass, field
 
-from .. import metrics, tracing, usage
+from .. import metrics, usage
 from ..auth import Principal
 from ..journal import OpenCall
 from ..limits import TokenReservation
@@ -91,8 +91,7 @@ class Call:
             "client_disconnected": disconnected,
             "usage_source": used.source,
         }
-        with tracing.span("metering"):
-            self.rt.meter.record(row, self.hold, self.journal)
+        self.rt.meter.record(row, self.hold, self.journal)
         outcome = self.outcome
         outcome.model, outcome.endpoint, outcome.status = model, self.target.state.ident, status
         outcome.prompt_tokens, outcome.completion_tokens = used.prompt, used.completion
