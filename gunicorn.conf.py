@@ -86,7 +86,7 @@ def when_ready(server):
         host, _, port = METRICS_BIND.rpartition(":")
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+        start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=registry)
         server.log.info("metrics on http://%s/metrics", METRICS_BIND)
 
 
