@@ -2,6 +2,7 @@
 
 import json
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -229,5 +230,5 @@ def test_metrics_on_their_own_bind_and_the_folder_goes_at_stop(
     assert total(text, "packet_requests_total", route="/health", status="200") >= 4
     assert total(text, "packet_requests_total", route="unmatched", status="404") == 1
     assert [p.name[:15] for p in Path(tmp_path).iterdir()] == ["packet-metrics-"]
-    gateway.stop()
+    gateway.stop(signal.SIGINT)  # gunicorn's quick stop: on_exit runs all the same
     assert list(Path(tmp_path).iterdir()) == []
