@@ -1,5 +1,11 @@
 """Entry point for the ``flask`` CLI: ``flask --app app accounts list``."""
 
-from packet import create_app
+import sys
 
-app = create_app()
+from packet import create_app
+from packet.config import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:  # said plainly, for `flask doctor` and every other command
+    sys.exit(f"configuration problem: {exc}")

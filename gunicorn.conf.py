@@ -25,11 +25,16 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = None
 control_socket_disable = True
 
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+# The workers' metrics files: a folder made here is removed when gunicorn stops (on_exit);
+# one the operator named is emptied at start and left in place.
+_MADE_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _MADE_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="packet-metrics-")
 else:
     shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+# /metrics on its own address, served by the master (the public port then has none).
+METRICS_BIND = os.environ.get("PACKET_METRICS_BIND", "")
 
 
 # Streams still open this many seconds before graceful_timeout ends are stopped (and metered).
@@ -64,10 +69,31 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Flush buffered usage before the worker goes away."""
+    """Flush buffered usage (and batched spans) before the worker goes away."""
     runtime = _runtime(worker)
     if runtime is not None:
         runtime.close()
+        from packet import tracing
+
+        tracing.shutdown()
+
+
+def when_ready(server):
+    """Serve /metrics on PACKET_METRICS_BIND from the master, summed over the workers."""
+    if METRICS_BIND:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        host, _, port = METRICS_BIND.rpartition(":")
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=registry)
+        server.log.info("metrics on http://%s/metrics", METRICS_BIND)
+
+
+def on_exit(server):
+    """Remove the metrics folder this file made: nothing is left behind in the temp folder."""
+    if _MADE_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -259,6 +259,9 @@ class Bench:
         )
         if self.args.redis_url:
             env["REDIS_URL"] = self.args.redis_url
+        for setting in self.args.gateway_env or ():
+            name, _, value = setting.partition("=")
+            env[name] = value
         return env
 
     def _account(self, env: dict[str, str]) -> str:
@@ -524,6 +527,12 @@ def main(argv: list[str] | None = None) -> None:
         "--many-streams", type=int, help="streams open at once in the many_streams phase"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting for the gateway (repeatable), e.g. LOG_FORMAT=json",
+    )
     parser.add_argument(
         "--litellm",
         action="store_true",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +59,9 @@ def configure(app: Flask, settings: Settings) -> None:
     # Paths match as sent: merging "//" would answer a 308 whose Location is built from the Host
     # header (an open redirect); an unknown path is a 404 in the envelope instead.
     app.url_map.merge_slashes = False
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("packet").setLevel(settings.log_level)
+    from .observability import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -81,7 +79,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     """Bind extensions and build the per-worker runtime. Order matters: see comments."""
     from sqlalchemy import event
 
-    from . import auth, observability
+    from . import auth, metrics, observability, tracing
     from .auth_throttle import AuthThrottle
     from .extensions import db, limiter, migrate
     from .gateway.cache import ResponseCache
@@ -119,7 +117,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     guard = StorageGuard(
         limiter.storage,
         fail_open=settings.limits_fail_open,
-        on_error=observability.LIMIT_STORAGE_ERRORS.inc,
+        on_error=metrics.limit_storage_error,
     )
     limits = WindowLimits(
         limiter.storage,
@@ -137,7 +135,16 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         trusted=settings.trusted_proxies,
     )
     # Request ids first, then auth (the v1 blueprint's request limit is keyed by account).
-    observability.init_app(app)
+    observability.init_app(app, settings)
+    tracing.init_app(app, settings)
+    if settings.proxy_hops:
+        # Behind N proxies that each append the address they saw (Heroku's router: 1), the
+        # client is the N-th address from the right of X-Forwarded-For: REMOTE_ADDR becomes it
+        # for everything downstream (the log line, failed-attempt limits), as does the scheme.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     auth.init_app(app, keys, throttle)
     rt = app.extensions["packet"] = Runtime(
         settings=settings,
@@ -149,13 +156,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             probe_timeout=settings.discovery_timeout,
             cooloff=settings.unhealthy_cooloff,
             warmup_timeout=settings.warmup_timeout,
+            on_state=metrics.endpoint_state,
         ),
         limits=limits,
         meter=Meter(
             app,
             settings,
             touched_keys=keys.drain_touched,
-            on_quarantine=observability.USAGE_QUARANTINED.inc,
+            on_quarantine=metrics.USAGE_QUARANTINED.inc,
         ),
         auth_throttle=throttle,
         owners=Owners(app),

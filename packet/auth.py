@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from flask import Flask, request
 
-from . import keys, store
+from . import keys, store, tracing
 from .auth_throttle import AuthThrottle
 from .errors import InvalidAPIKey
 from .exchange import current
@@ -157,4 +157,5 @@ def init_app(app: Flask, cache: KeyCache, throttle: AuthThrottle) -> None:
     @app.before_request
     def _authenticate() -> None:
         if request.blueprint in ("v1", "vllm"):
-            current().principal = authenticate(cache, throttle)
+            with tracing.span("auth"):
+                current().principal = authenticate(cache, throttle)

@@ -354,3 +354,6 @@ def register(app: Flask) -> None:
 
     for command in (accounts, keys_cli, endpoints, usage, demo, users_cli):
         app.cli.add_command(command)
+    from .doctor import doctor
+
+    app.cli.add_command(doctor)

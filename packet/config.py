@@ -110,6 +110,14 @@ class Settings:
     cache_ttl: float = 3600.0
     cache_max_bytes: int = 64 * 1024 * 1024
     cache_max_entry_bytes: int = 1024 * 1024
+    log_format: str = "text"
+    metrics_token: str | None = None
+    metrics_bind: str | None = None
+    otlp_endpoint: str | None = None
+    otel_service_name: str = "packet-gateway"
+    web_concurrency: int = 2
+    proxy_hops: int = 0
+    unknown_variables: tuple[str, ...] = ()
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -335,7 +343,31 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         cache_ttl=max(1.0, _float(env, "PACKET_CACHE_TTL", 3600.0)),
         cache_max_bytes=max(0, _int(env, "PACKET_CACHE_MAX_BYTES", 64 * 1024 * 1024)),
         cache_max_entry_bytes=max(0, _int(env, "PACKET_CACHE_MAX_ENTRY_BYTES", 1024 * 1024)),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+        metrics_token=env.get("PACKET_METRICS_TOKEN") or None,
+        metrics_bind=env.get("PACKET_METRICS_BIND") or None,
+        otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        otel_service_name=env.get("OTEL_SERVICE_NAME") or "packet-gateway",
+        web_concurrency=max(1, _int(env, "WEB_CONCURRENCY", 2)),
+        proxy_hops=max(0, _int(env, "PACKET_PROXY_HOPS", 0)),
+        unknown_variables=_unknown(env),
     )
+
+
+def _unknown(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``PACKET_*`` variables that no setting reads (a typo, or a setting since removed)."""
+    from .variables import names
+
+    known = set(names())
+    return tuple(sorted(n for n in env if n.startswith("PACKET_") and n not in known))
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (case-insensitive; the first when unset)."""
+    value = (env.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def public_url(value: str | None) -> str | None:

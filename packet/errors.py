@@ -236,6 +236,7 @@ def register_error_handlers(app: Flask) -> None:
     """Route every exception Flask can see through :func:`render`."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from . import metrics
     from .store import is_outage
     from .upstream.errors import UpstreamFailure
 
@@ -248,6 +249,7 @@ def register_error_handlers(app: Flask) -> None:
 
     def database(exc: SQLAlchemyError) -> Response:
         if is_outage(exc):
+            metrics.database_error(type(exc).__name__)
             if time.monotonic() - logged_at[0] > 10:  # once per outage, not once per request
                 logged_at[0] = time.monotonic()
                 log.warning("database unreachable (%s): answering 503", type(exc).__name__)

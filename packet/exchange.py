@@ -19,13 +19,15 @@ if TYPE_CHECKING:
     from .auth import Principal
     from .errors import APIError
     from .limits import TokenReservation
+    from .outcome import Outcome
 
 
 @dataclass
 class Exchange:
     """One request's facts. ``counted``: its request was counted against requests/min (with
     ``requests_counted`` the count after it, None when the storage was down); ``metered``: the
-    pipeline wrote its usage row and log line."""
+    pipeline wrote its usage row; ``outcome``: what the pipeline learnt of a proxied request
+    (model, endpoint, tokens, upstream times), read by the log line and the metrics."""
 
     request_id: str = ""
     started: float = 0.0
@@ -35,6 +37,9 @@ class Exchange:
     requests_counted: int | None = None
     admission: TokenReservation | None = None
     metered: bool = False
+    outcome: Outcome | None = None
+    method: str = ""
+    trace_id: str | None = None
 
 
 def begin(request_id: str) -> Exchange:

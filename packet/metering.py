@@ -36,7 +36,6 @@ from .auth import Principal
 from .config import Settings
 from .errors import InsufficientQuota, ServiceUnavailable
 from .journal import Journal, OpenCall
-from .observability import log_request
 
 log = logging.getLogger("packet.metering")
 
@@ -172,7 +171,6 @@ class Meter:
     def record(self, usage: dict[str, Any], hold: Hold, call: OpenCall | None = None) -> None:
         """Queue one finished request's usage row; settle what was held for it."""
         account, cost = usage["account_id"], usage["cost_micros"]
-        log_request(usage)
         settlement = None
         with self._lock:
             if call is not None:

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from .. import store
 from ..auth import authenticate
 from ..extensions import limiter
-from ..gateway.targets import endpoint_triples
+from ..gateway.targets import endpoint_rows
 from ..runtime import runtime
 from ..upstream.discovery import HEALTHY
 
@@ -37,7 +37,7 @@ def health() -> ResponseReturnValue:
     healthy = body["database"] == "ok" and body["limit_storage"] == "ok"
     if request.headers.get("Authorization"):
         principal = authenticate(rt.keys, rt.auth_throttle)
-        triples = endpoint_triples(rt.settings, principal)
+        triples = endpoint_rows(rt.settings, principal)
         states = rt.discovery.states(triples)
         now = time.monotonic()
         # Labels come from the caller's own list: a shared-pool URL is never shown.
@@ -49,7 +49,7 @@ def health() -> ResponseReturnValue:
                 "checked_seconds_ago": round(now - s.checked_at, 1) if s.checked_at else None,
                 "inflight": s.inflight,
             }
-            for (_, _, label), s in zip(triples, states, strict=True)
+            for (_, _, label, _), s in zip(triples, states, strict=True)
         ]
         ready = any(s.ready(now) for s in states)
         body["ready"] = ready

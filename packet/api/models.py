@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 
 from ..errors import ModelNotFound
 from ..exchange import current
-from ..gateway.targets import endpoint_triples
+from ..gateway.targets import endpoint_rows
 from ..limits import counted
 from ..runtime import runtime
 from . import bp
@@ -18,7 +18,7 @@ def _served() -> dict[str, dict[str, Any]]:
     rt = runtime()
     principal = current().principal
     assert principal is not None  # the v1 blueprint authenticates first
-    states = rt.discovery.states(endpoint_triples(rt.settings, principal))
+    states = rt.discovery.states(endpoint_rows(rt.settings, principal))
     served = rt.discovery.served_models(states)
     allowed = principal.controls.models if principal.controls is not None else None
     if allowed is None:

@@ -48,6 +48,7 @@ def _proxied(route: Route, resource: str | None) -> Response:
         cache=request.environ.get("HTTP_X_PACKET_CACHE"),
         cache_control=request.environ.get("HTTP_CACHE_CONTROL"),
     )
+    exchange.outcome = inbound.outcome
     try:
         answer = serve(rt, inbound)
     finally:

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from .. import store
+from ..gateway.targets import endpoints_or_pool
 from ..limits import tier_figures
 from ..models import Account, User
 from ..reports import dollars
@@ -44,10 +45,8 @@ def endpoint_states(account: Account) -> list[EndpointView]:
     """The account's endpoints (or the shared pool it uses) with their live state."""
     rt = runtime()
     rows = store.account_endpoints(account.id)
-    triples = [(e.base_url, e.upstream_key, e.base_url) for e in rows] or [
-        (url, None, f"shared pool #{i + 1}") for i, url in enumerate(rt.settings.upstreams)
-    ]
-    ids = [e.id for e in rows] or [None] * len(triples)
+    described = endpoints_or_pool(rt.settings, rows)
+    ids = [e.id for e in rows] or [None] * len(described)
     now = time.monotonic()
     return [
         EndpointView(
@@ -56,8 +55,8 @@ def endpoint_states(account: Account) -> list[EndpointView]:
             "cooling off" if state.cooling_off(now) else state.status,
             sorted(state.models) if state.status == HEALTHY else [],
         )
-        for ident, (_, _, label), state in zip(
-            ids, triples, rt.discovery.states(triples), strict=True
+        for ident, (_, _, label, _), state in zip(
+            ids, described, rt.discovery.states(described), strict=True
         )
     ]
 

@@ -80,6 +80,8 @@ class Simulator:
         if path == "/health" and not self.settings.no_health:
             start_response("503 Service Unavailable" if loading else "200 OK", [])
             return [b""]
+        if path == "/version" and not self.settings.no_health:  # vLLM's, open like /health
+            return respond(start_response, 200, {"version": "simulated"})
         if path == "/_sim/requests":
             return respond(start_response, 200, {"data": list(self.requests)})
         if path == "/_sim/probes":
@@ -136,6 +138,7 @@ class Simulator:
             "seq": next(self.ids),
             "request_id": environ.get("HTTP_X_REQUEST_ID"),
             "authorization": environ.get("HTTP_AUTHORIZATION"),
+            "traceparent": environ.get("HTTP_TRACEPARENT"),
             "path": environ["PATH_INFO"],
             "model": model,
             "stream": stream,

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from .. import usage
+from .. import metrics, usage
 from ..errors import UpstreamClientError, UpstreamError
 from ..protocol.wire import text_tokens
 from ..upstream.errors import error_message
@@ -36,6 +36,7 @@ def complete(
         raise UpstreamError("The inference endpoint closed the connection mid-response.") from None
     finally:
         response.close()
+        call.outcome.received = time.perf_counter()
     kind = response.headers.get("Content-Type", "")
     if call.wire.text_answers and not kind.startswith("application/json"):
         return _text(call, response.status_code, content, kind)
@@ -85,6 +86,7 @@ def stream(
     ``on_end`` hears how it ended and its usage: the response cache)."""
 
     call.rt.track_stream()
+    metrics.stream_started()
 
     def billed(result: StreamResult) -> usage.Usage:
         # Nothing generated and no usage: the upstream never started (no prompt billed).
@@ -99,6 +101,7 @@ def stream(
 
     def finished(result: StreamResult) -> None:
         call.rt.untrack_stream()
+        metrics.stream_ended()
         used = NOTHING
         try:
             used = billed(result)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import gevent.event
 import orjson
 
-from .. import limits, observability
+from .. import limits, metrics
 from ..errors import InvalidRequest
 from ..metering import NO_HOLD
 from ..upstream.sse import StreamFormat, StreamResult, named
@@ -124,7 +124,7 @@ class ResponseCache:
             or asked == SKIP
             or not cacheable(route.name, body, inbound.cache is not None)
         ):
-            inbound.cache_status = SKIP
+            inbound.cache_status = inbound.outcome.cache = SKIP
             return None
         stream = route.wire.stream is not None and body.get("stream") is True
         entry_key = key(self.prefix, principal.account_id, route.name, model, body)
@@ -142,10 +142,12 @@ class ResponseCache:
                     waiting[0].wait(timeout=max(0.0, waiting[1] - time.monotonic()))
                     entry = self._get(entry_key, stream)
             if entry is not None:
-                inbound.cache_status = HIT
+                inbound.cache_status = inbound.outcome.cache = HIT
+                metrics.cache_lookup(True)
                 answer = self._replay(rt, inbound, entry, body, stream)
                 return Lookup(self, entry_key, route.name, model, None, answer)
-        inbound.cache_status = MISS
+        inbound.cache_status = inbound.outcome.cache = MISS
+        metrics.cache_lookup(False)
         return Lookup(self, entry_key, route.name, model, self._lead(entry_key), claimed=claimed)
 
     def _lead(self, entry_key: str) -> gevent.event.Event | None:
@@ -255,7 +257,8 @@ def _meter_hit(rt: Runtime, inbound: Inbound, entry: dict[str, Any], stream: boo
     }
     rt.meter.record(row, NO_HOLD)
     inbound.metered = True
-    observability.observe(inbound.route.name, 200, latency)
+    outcome = inbound.outcome  # for the request's log line and metrics
+    outcome.model, outcome.status, outcome.stream = entry["model"], 200, stream
 
 
 @dataclass

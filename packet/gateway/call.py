@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
-from .. import observability, usage
+from .. import metrics, usage
 from ..auth import Principal
 from ..journal import OpenCall
 from ..limits import TokenReservation
 from ..metering import Hold, cost_micros
+from ..outcome import Outcome
 from ..protocol import Estimate, Wire
 from ..runtime import Runtime
 from ..upstream.discovery import Target
@@ -34,6 +35,7 @@ class Call:
     estimate: Estimate
     wire: Wire
     journal: OpenCall | None = None
+    outcome: Outcome = field(default_factory=Outcome)
     holds_endpoint: bool = False
     done: bool = False
 
@@ -66,10 +68,12 @@ class Call:
         self.done = True
         if self.holds_endpoint:
             self.target.state.inflight -= 1
+            metrics.endpoint_inflight(self.target.state)
         model = self.target.model
         cost = cost_micros(self.rt.settings, model, used.prompt, used.completion)
         self.rt.limits.settle(self.tokens, used.total, cost)
-        latency = time.perf_counter() - self.started
+        now = time.perf_counter()
+        latency = now - self.started
         row = {
             "request_id": self.request_id,
             "account_id": self.principal.account_id,
@@ -89,4 +93,9 @@ class Call:
             "usage_source": used.source,
         }
         self.rt.meter.record(row, self.hold, self.journal)
-        observability.observe(self.route, status, latency, used.prompt, used.completion)
+        outcome = self.outcome
+        outcome.model, outcome.endpoint, outcome.status = model, self.target.state.ident, status
+        outcome.prompt_tokens, outcome.completion_tokens = used.prompt, used.completion
+        outcome.first_token, outcome.disconnected = ttft, disconnected
+        if outcome.received is None and outcome.sent is not None:
+            outcome.received = now

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import requests
 
-from .. import observability
+from .. import metrics
 from ..errors import InvalidRequest
 from ..runtime import Runtime
 from ..upload import MultipartBody
@@ -69,6 +69,7 @@ def send(
         if retry is None and outcome.response is not None:
             return target, outcome.response  # the last replica's 502/503 is the answer
         state.inflight -= 1
+        metrics.endpoint_inflight(state)
         if retry is None:
             raise outcome.failure
         if outcome.response is not None:
@@ -108,13 +109,15 @@ def _attempt(
     """One attempt. From here the endpoint counts the request in flight; the caller releases it
     (at once when it moves on, when the call finishes otherwise)."""
     state.inflight += 1
+    metrics.endpoint_inflight(state)
     try:
         response = rt.client.send(method, url, payload, headers, stream=stream)
     except (ConnectFailed, Dropped, Blocked) as exc:
         return _Failed(exc)
     except BaseException as exc:
         state.inflight -= 1
-        observability.UPSTREAM_FAILURES.labels(failure_kind(exc)).inc()
+        metrics.endpoint_inflight(state)
+        metrics.UPSTREAM_FAILURES.labels(failure_kind(exc)).inc()
         raise
     if response.status_code in _RETRY_STATUSES:
         status = response.status_code
@@ -133,7 +136,7 @@ def _note(rt: Runtime, state: EndpointState, failure: UpstreamFailure) -> None:
     else:
         kind = f"http_{failure.status}" if isinstance(failure, BadGateway) else "connect"
         rt.discovery.mark_down(state, str(failure))
-    observability.UPSTREAM_FAILURES.labels(kind).inc()
+    metrics.UPSTREAM_FAILURES.labels(kind).inc()
 
 
 def failure_kind(exc: BaseException) -> str:

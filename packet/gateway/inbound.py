@@ -10,6 +10,7 @@ from marshmallow import Schema
 
 from ..auth import Principal
 from ..limits import TokenReservation
+from ..outcome import Outcome
 from ..protocol import Wire
 from ..upload import Upload
 
@@ -61,6 +62,7 @@ class Inbound:
     cache_control: str | None = None
     cache_status: str | None = None
     cache_lookup: Lookup | None = None
+    outcome: Outcome = field(default_factory=Outcome)
 
 
 @dataclass

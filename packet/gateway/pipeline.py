@@ -16,12 +16,13 @@ undone first: the tokens settled, the hold returned, the usage row queued.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
-from .. import limits, usage
+from .. import limits, tracing, usage
 from ..errors import APIError, InvalidRequest, from_upstream, from_validation
 from ..key_controls import check_model
 from ..metering import cost_micros
@@ -34,7 +35,7 @@ from .call import Call
 from .failover import Payload, send
 from .inbound import CREATES, FOLLOWS, Answer, Inbound
 from .owners import Owner
-from .targets import endpoint_triples, requested_model
+from .targets import endpoint_rows, requested_model
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 PLAIN_HEADERS = {"Accept-Encoding": "identity"}
@@ -80,14 +81,17 @@ def _serve(rt: Runtime, inbound: Inbound) -> Answer:
     principal, route = inbound.principal, inbound.route
     body = parse(inbound)
     owner = _followed(rt, inbound, body)
-    states = rt.discovery.states(endpoint_triples(rt.settings, principal))
-    if owner is not None:
-        states = _holding(states, owner)
-    model = owner.model if owner is not None and route.schema is None else requested_model(body)
-    controls = principal.controls
-    check_model(controls, model)
-    target = rt.discovery.route(states, model, principal.default_model)
-    check_model(controls, target.model)
+    with tracing.span("routing"):
+        states = rt.discovery.states(endpoint_rows(rt.settings, principal))
+        if owner is not None:
+            states = _holding(states, owner)
+        model = owner.model if owner is not None and route.schema is None else requested_model(body)
+        controls = principal.controls
+        check_model(controls, model)
+        target = rt.discovery.route(states, model, principal.default_model)
+        check_model(controls, target.model)
+    outcome = inbound.outcome
+    outcome.model = target.model
     lookup = None
     if inbound.cache is not None or principal.cache_default:
         lookup = inbound.cache_lookup = rt.cache.consult(rt, inbound, body, target.model)
@@ -104,11 +108,15 @@ def _serve(rt: Runtime, inbound: Inbound) -> Answer:
     on_budget = 0  # the most this request can cost, held on its key's budget when it has one
     if controls is not None and controls.budget_micros is not None:
         on_budget = cost_micros(rt.settings, target.model, estimate.prompt, estimate.completion_cap)
-    tokens = inbound.admission = limits.count(rt, principal, estimate.reserve, on_budget)
-    inbound.counted = True
-    limits.refuse_over(rt, principal, tokens)
+    with tracing.span("limits"):
+        tokens = inbound.admission = limits.count(rt, principal, estimate.reserve, on_budget)
+        inbound.counted = True
+        limits.refuse_over(rt, principal, tokens)
     try:
-        hold = rt.meter.reserve(principal, target.model, estimate.prompt, estimate.completion_cap)
+        with tracing.span("metering"):
+            hold = rt.meter.reserve(
+                principal, target.model, estimate.prompt, estimate.completion_cap
+            )
     except BaseException:
         rt.limits.settle(tokens, 0)
         raise
@@ -125,7 +133,9 @@ def _serve(rt: Runtime, inbound: Inbound) -> Answer:
         tokens=tokens,
         estimate=estimate,
         wire=wire,
+        outcome=outcome,
     )
+    outcome.stream = stream
     stored = route.affinity == CREATES and body.get("store") is not False
     on_id = _remember(rt, call) if stored else None
     fmt = wire.stream(body, on_id) if stream and wire.stream is not None else None
@@ -141,9 +151,13 @@ def _serve(rt: Runtime, inbound: Inbound) -> Answer:
     call.begin()
     try:
         sent = _sent(inbound, body, target)
-        call.target, response = send(
-            rt, states, target, sent, headers, path, stream=stream, method=route.method
-        )
+        outcome.sent = time.perf_counter()
+        with tracing.span("upstream", model=target.model, endpoint=target.state.ident):
+            tracing.inject(headers)
+            call.target, response = send(
+                rt, states, target, sent, headers, path, stream=stream, method=route.method
+            )
+        outcome.answered = time.perf_counter()
         call.holds_endpoint = True
         if call.target is not target and call.journal is not None:
             call.journal.fields["endpoint_url"] = call.target.state.label

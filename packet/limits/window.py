@@ -63,7 +63,7 @@ class StorageGuard:
         storage: Storage,
         *,
         fail_open: bool,
-        on_error: Callable[[], None] = lambda: None,
+        on_error: Callable[[BaseException], None] = lambda exc: None,
         pause: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -89,7 +89,7 @@ class StorageGuard:
 
     def failed(self, exc: BaseException) -> None:
         """Count a failed call and remember the outage (logged once per outage)."""
-        self.on_error()
+        self.on_error(exc)
         if self._down_until is None:
             policy = "admitting without limits" if self.fail_open else "refusing with 503"
             log.warning("limit storage unreachable (%s): %s", type(exc).__name__, policy)

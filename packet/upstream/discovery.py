@@ -16,7 +16,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ class EndpointState:
     url: str
     upstream_key: str | None
     label: str
+    ident: str = ""  # the endpoint's id for metrics (``pool-N`` for the shared pool), no URL
     status: str = STARTING
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     checked_at: float = 0.0
@@ -86,27 +87,29 @@ class Discovery:
         probe_timeout: float,
         cooloff: float,
         warmup_timeout: float,
+        on_state: Callable[[EndpointState, bool], None] = lambda state, cooling: None,
     ) -> None:
         self.client = client
         self.interval = interval
         self.probe_timeout = probe_timeout
         self.cooloff = cooloff
         self.warmup_timeout = warmup_timeout
+        self.on_state = on_state
         self._states: dict[tuple[str, str | None], EndpointState] = {}
         self._round_robin = itertools.count()
         self._loop: gevent.Greenlet[[], None] | None = None
 
     # --- registry -----------------------------------------------------------------------------
 
-    def states(self, endpoints: Iterable[tuple[str, str | None, str]]) -> list[EndpointState]:
-        """States for (url, upstream key, label) triples, probing unseen or stale ones now."""
+    def states(self, endpoints: Iterable[tuple[str, str | None, str, str]]) -> list[EndpointState]:
+        """States for (url, upstream key, label, id) rows, probing unseen or stale ones now."""
         now = time.monotonic()
         stale_after = 3 * max(self.interval, _RECHECK_AFTER)
         states, unseen = [], []
-        for url, key, label in endpoints:
+        for url, key, label, ident in endpoints:
             state = self._states.get((url, key))
             if state is None:
-                state = self._states[(url, key)] = EndpointState(url, key, label)
+                state = self._states[(url, key)] = EndpointState(url, key, label, ident)
             if state.checked_at == 0.0 or now - state.checked_at > stale_after:
                 unseen.append(state)
             state.last_used = now
@@ -164,6 +167,7 @@ class Discovery:
             state.status = self._unreachable_status(state)
             state.error = str(exc)
         state.checked_at = time.monotonic()
+        self.on_state(state, False)
 
     def _read_models(self, state: EndpointState) -> None:
         code, body = self.client.get(f"{state.url}/v1/models", state.headers(), self.probe_timeout)
@@ -196,6 +200,7 @@ class Discovery:
         log.warning("endpoint %s marked down for %.0fs: %s", state.label, self.cooloff, reason)
         state.down_until = time.monotonic() + self.cooloff
         state.error = reason
+        self.on_state(state, True)
 
     def mark_blocked(self, state: EndpointState, reason: str) -> None:
         """The policy refused the endpoint's address (a probe or a request's new connection)."""

@@ -5,6 +5,7 @@ through Flask's test client (live: tests/live/test_auth_throttle.py)."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import uuid
 
 import pytest
@@ -239,3 +240,30 @@ def test_every_kind_of_failure_counts_then_429_even_with_a_valid_key(guarded):
     assert client.get("/v1/models", headers=auth, environ_base=other).status_code == 200
     guarded.clock.now += 50  # the window has ended
     assert client.get("/v1/models", headers=auth).status_code == 200
+
+
+def test_proxy_hops_give_logs_and_limits_the_same_client(make_app):
+    """Behind one proxy (Heroku's router) ProxyFix makes the rightmost forwarded address the
+    client: failed attempts are counted for it, and the log line names it."""
+    app = make_app(PACKET_PROXY_HOPS="1", PACKET_AUTH_FAILURES_PER_WINDOW="2")
+    client = app.test_client()
+    router = {"REMOTE_ADDR": "10.1.2.3"}
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    request_log = logging.getLogger("packet.request")
+    request_log.disabled = False  # make_app's migration ran alembic's fileConfig
+    request_log.addHandler(handler)
+
+    def status(client_address: str) -> int:
+        headers = {"X-Forwarded-For": f"6.6.6.6, {client_address}", "Authorization": "Bearer no"}
+        with client.get("/v1/models", headers=headers, environ_base=router) as response:
+            return response.status_code  # the log line is written as the response closes
+
+    try:
+        assert [status("203.0.113.7") for _ in range(3)] == [401, 401, 429]
+        assert status("203.0.113.8") == 401
+    finally:
+        request_log.removeHandler(handler)
+    assert sum("client=203.0.113.7 " in line for line in lines) == 3
+    assert sum("client=203.0.113.8 " in line for line in lines) == 1

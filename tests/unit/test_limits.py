@@ -26,7 +26,7 @@ def budget(storage=None, *, fail_open=True, clock=None, errors=None, prefix="t")
     guard = StorageGuard(
         storage,
         fail_open=fail_open,
-        on_error=(lambda: errors.append(1)) if errors is not None else (lambda: None),
+        on_error=(lambda exc: errors.append(1)) if errors is not None else (lambda exc: None),
         clock=clock,
     )
     return WindowLimits(storage, 60, prefix=prefix, guard=guard, clock=clock)

@@ -59,8 +59,8 @@ def discovery(client: FakeClient, **overrides: float) -> Discovery:
     return Discovery(client, **settings)  # type: ignore[arg-type]
 
 
-def triples(*urls: str) -> list[tuple[str, str | None, str]]:
-    return [(url, None, url) for url in urls]
+def triples(*urls: str) -> list[tuple[str, str | None, str, str]]:
+    return [(url, None, url, f"pool-{i}") for i, url in enumerate(urls)]
 
 
 # --- states and probes -------------------------------------------------------------------------
