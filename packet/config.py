@@ -59,6 +59,19 @@ class AddressRules:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """The batch worker's: the price share, lines at a time per endpoint, the vLLM priority
+    of its lines (None: not sent), the completion window, a claim's lease, the idle poll."""
+
+    discount_ppm: int = 500_000
+    concurrency: int = 8
+    priority: int | None = None
+    window_seconds: float = 24 * 3600.0
+    lease_seconds: float = 300.0
+    poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The gateway's configuration, immutable once the app is built."""
 
@@ -104,6 +117,8 @@ class Settings:
     endpoint_allow: AddressRules = field(default_factory=AddressRules)
     endpoint_deny: AddressRules = field(default_factory=AddressRules)
     metrics_multiprocess_dir: str | None = None
+    files_max_bytes: int = 200 * 1024 * 1024
+    batch: BatchSettings = field(default_factory=lambda: BatchSettings())
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -324,6 +339,23 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         endpoint_allow=_address_rules(env, "PACKET_ENDPOINT_ALLOW"),
         endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        files_max_bytes=max(1, _int(env, "PACKET_FILES_MAX_BYTES", 200 * 1024 * 1024)),
+        batch=_batch(env),
+    )
+
+
+def _batch(env: Mapping[str, str]) -> BatchSettings:
+    discount = _float(env, "PACKET_BATCH_DISCOUNT", 0.5)
+    if discount > 1:
+        raise ConfigError("PACKET_BATCH_DISCOUNT is the share of the price paid: 0 to 1")
+    priority = env.get("PACKET_BATCH_PRIORITY", "").strip()
+    return BatchSettings(
+        discount_ppm=round(discount * 1_000_000),
+        concurrency=max(1, _int(env, "PACKET_BATCH_CONCURRENCY", 8)),
+        priority=_int(env, "PACKET_BATCH_PRIORITY", 0) if priority else None,
+        window_seconds=max(1.0, _float(env, "PACKET_BATCH_WINDOW_SECONDS", 24 * 3600.0)),
+        lease_seconds=max(1.0, _float(env, "PACKET_BATCH_LEASE_SECONDS", 300.0)),
+        poll_seconds=max(0.05, _float(env, "PACKET_BATCH_POLL_SECONDS", 1.0)),
     )
 
 

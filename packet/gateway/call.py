@@ -9,10 +9,11 @@ from .. import observability, usage
 from ..auth import Principal
 from ..journal import OpenCall
 from ..limits import TokenReservation
-from ..metering import Hold, cost_micros
+from ..metering import Hold, cost_micros, discounted
 from ..protocol import Estimate, Wire
 from ..runtime import Runtime
 from ..upstream.discovery import Target
+from .inbound import BatchTerms
 
 NOTHING = usage.Usage(0, 0)
 
@@ -36,9 +37,13 @@ class Call:
     journal: OpenCall | None = None
     holds_endpoint: bool = False
     done: bool = False
+    batch: BatchTerms | None = None
 
     def begin(self) -> None:
-        """Note the call in the worker's journal, so a worker killed mid-call bills it."""
+        """Note the call in the worker's journal, so a worker killed mid-call bills it (a
+        batch line is not: its claim's lease is its journal, see packet.batch)."""
+        if self.batch is not None:
+            return
         self.journal = self.rt.meter.begin(
             {
                 "request_id": self.request_id,
@@ -69,6 +74,7 @@ class Call:
         self.rt.limits.settle(self.tokens, used.total)
         latency = time.perf_counter() - self.started
         model = self.target.model
+        cost = cost_micros(self.rt.settings, model, used.prompt, used.completion)
         row = {
             "request_id": self.request_id,
             "account_id": self.principal.account_id,
@@ -81,11 +87,16 @@ class Call:
             "prompt_tokens": used.prompt,
             "completion_tokens": used.completion,
             "total_tokens": used.total,
-            "cost_micros": cost_micros(self.rt.settings, model, used.prompt, used.completion),
+            "cost_micros": cost,
             "ttft_ms": None if ttft is None else int((ttft - self.started) * 1000),
             "latency_ms": int(latency * 1000),
             "client_disconnected": disconnected,
             "usage_source": used.source,
         }
-        self.rt.meter.record(row, self.hold, self.journal)
+        if self.batch is not None:  # the batch worker writes it with the line's result
+            row["route"], row["batch_id"] = "batch", self.batch.batch_id
+            row["cost_micros"] = discounted(cost, self.batch.discount_ppm)
+            self.batch.usage = row
+        else:
+            self.rt.meter.record(row, self.hold, self.journal)
         observability.observe(self.route, status, latency, used.prompt, used.completion)

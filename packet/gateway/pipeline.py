@@ -22,6 +22,7 @@ import orjson
 
 from .. import limits, usage
 from ..errors import APIError, InvalidRequest, from_upstream, from_validation
+from ..metering import NO_HOLD
 from ..runtime import Runtime
 from ..schemas import errors_for
 from ..upstream.discovery import EndpointState, Target
@@ -81,14 +82,19 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
     )
     size = len(inbound.raw) if inbound.upload is None else inbound.upload.size
     estimate = wire.estimate(body, size, context, rt.settings.default_max_tokens)
-    tokens = inbound.admission = limits.count(rt, principal, estimate.reserve)
-    inbound.counted = True
-    limits.refuse_over(rt, principal, tokens)
-    try:
-        hold = rt.meter.reserve(principal, target.model, estimate.prompt, estimate.completion_cap)
-    except BaseException:
-        rt.limits.settle(tokens, 0)
-        raise
+    if inbound.batch is not None:  # the worker checks the balance and pays on the result
+        tokens, hold = None, NO_HOLD
+    else:
+        tokens = inbound.admission = limits.count(rt, principal, estimate.reserve)
+        inbound.counted = True
+        limits.refuse_over(rt, principal, tokens)
+        try:
+            hold = rt.meter.reserve(
+                principal, target.model, estimate.prompt, estimate.completion_cap
+            )
+        except BaseException:
+            rt.limits.settle(tokens, 0)
+            raise
 
     call = Call(
         rt,
@@ -102,6 +108,7 @@ def serve(rt: Runtime, inbound: Inbound) -> Answer:
         tokens=tokens,
         estimate=estimate,
         wire=wire,
+        batch=inbound.batch,
     )
     stored = route.affinity == CREATES and body.get("store") is not False
     on_id = _remember(rt, call) if stored else None

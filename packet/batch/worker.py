@@ -1,0 +1,159 @@
+"""The batch worker's loop: expire, validate, claim lines, finalize — and a heartbeat that
+keeps this worker's claims while it lives."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+import gevent
+import gevent.event
+import gevent.pool
+import orjson
+from flask import Flask
+
+from .. import store
+from ..auth import Principal
+from ..protocol.batches import input_error
+from ..runtime import Runtime
+from . import checks, finalize, lines
+from .storage import FileStorage, storage_for
+
+log = logging.getLogger("packet.batch")
+
+CLAIM = 16  # lines claimed at a time, per batch
+MOST_LINES = 512  # lines one worker runs at once, over all batches
+
+
+class Worker:
+    """One worker process: its identity (the claims' owner) and what it is running."""
+
+    def __init__(self, app: Flask, rt: Runtime) -> None:
+        self.app, self.rt = app, rt
+        self.settings = rt.settings.batch
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.storage: FileStorage = storage_for(rt.settings)
+        self.pool = gevent.pool.Pool(MOST_LINES)
+        self.running: dict[str, int] = {}
+        self.stopping = gevent.event.Event()
+        self.wake = gevent.event.Event()  # a line ended: room for another
+
+    def run(self) -> None:
+        """Work until :meth:`stop`, then let the lines in flight finish."""
+        log.info("batch worker %s started", self.owner)
+        beat = gevent.spawn(self._heartbeat)
+        try:
+            chores_due = 0.0
+            while not self.stopping.is_set():
+                self.wake.clear()
+                now = time.monotonic()
+                chores = now >= chores_due
+                if chores:
+                    chores_due = now + self.settings.poll_seconds
+                try:
+                    busy = self.step(chores)
+                except Exception as exc:  # noqa: BLE001 - a database outage: wait, retry
+                    log.warning("batch worker step failed: %s", exc)
+                    busy = False
+                if not busy:
+                    self.wake.wait(self.settings.poll_seconds)
+            self.pool.join(timeout=self.rt.settings.read_timeout)
+        finally:
+            beat.kill()
+        log.info("batch worker %s stopped", self.owner)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def step(self, chores: bool = True) -> bool:
+        """One round: claim lines and, with ``chores``, expire, validate and finalize
+        batches. True when it found work (the next round then comes at once)."""
+        busy = False
+        if chores:
+            busy = store.expire_due() > 0
+            batch_id = store.claim_validation(self.owner, self.settings.lease_seconds)
+            if batch_id is not None:
+                self.validate(batch_id)
+                busy = True
+        for batch_id, account_id, key_id, endpoint in store.active_batches():
+            busy = self.claim(batch_id, account_id, key_id, endpoint) or busy
+        if chores:
+            batch_id = store.claim_finishing(self.owner, self.settings.lease_seconds)
+            if batch_id is not None:
+                finalize.finalize(self.storage, batch_id, self.owner)
+                busy = True
+        return busy
+
+    def validate(self, batch_id: str) -> None:
+        """Check the input file; the batch starts, or fails with the errors' line numbers."""
+        batch = store.get_batch(None, batch_id)
+        if batch is None:
+            return
+        file = store.get_file(batch.account_id, batch.input_file_id)
+        if file is None:
+            errors = [input_error(None, "The input file was deleted.")]
+        else:
+            errors = checks.check(self.storage.open(file.id), batch.endpoint)
+        if errors or file is None:
+            payload = orjson.dumps({"object": "list", "data": errors}).decode()
+            store.fail_batch(batch_id, self.owner, payload)
+            return
+        store.start_batch(batch_id, self.owner, checks.requests_of(self.storage.open(file.id)))
+
+    def claim(self, batch_id: str, account_id: int, key_id: int | None, endpoint: str) -> bool:
+        """Claim and start lines of one batch, within its limit; True when some started."""
+        principal = self._principal(account_id)
+        if principal is None:
+            return False
+        endpoints = len(principal.endpoints) or len(self.rt.settings.upstreams) or 1
+        most = self.settings.concurrency * endpoints
+        wanted = min(CLAIM, most - self.running.get(batch_id, 0), self.pool.free_count())
+        if wanted <= 0:
+            return False
+        claimed = store.claim_lines(batch_id, self.owner, wanted, most, self.settings.lease_seconds)
+        running = lines.Running(batch_id, endpoint, key_id, principal)
+        for line in claimed:
+            self.running[batch_id] = self.running.get(batch_id, 0) + 1
+            self.pool.spawn(self._line, running, line)
+        return bool(claimed)
+
+    def _line(self, batch: lines.Running, claimed: store.Claimed) -> None:
+        try:
+            with self.app.app_context():
+                if not lines.run(self.rt, self.owner, batch, claimed):
+                    log.warning("batch %s line %d was taken over", batch.id, claimed.line)
+        except Exception:
+            log.exception("batch %s line %d not recorded", batch.id, claimed.line)
+        finally:
+            self.running[batch.id] -= 1
+            self.wake.set()
+
+    def _principal(self, account_id: int) -> Principal | None:
+        row = store.account_row(account_id)
+        if row is None:
+            return None
+        name, tier, balance, default_model = row
+        return Principal(
+            key_id=0,  # the batch's key is written on each usage row (lines.run)
+            key_prefix="batch",
+            account_id=account_id,
+            account_name=name,
+            tier=tier,
+            balance_micros=balance,
+            default_model=default_model,
+            endpoints=store.account_endpoints(account_id),
+        )
+
+    def _heartbeat(self) -> None:
+        """Renew this worker's leases a few times per lease."""
+        while True:
+            gevent.sleep(self.settings.lease_seconds / 3)
+            try:
+                with self.app.app_context():
+                    store.renew(self.owner, self.settings.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - retried at the next beat
+                log.warning("batch lease renewal failed: %s", exc)
