@@ -1,0 +1,220 @@
+"""The Files and Batch APIs with the official SDK: gunicorn, a real batch worker process and
+the simulated vLLM, on one database."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import openai
+import pytest
+from helpers import PRICES, charge
+from processes import Database, Gateway, Launcher, Sim
+
+from packet import store
+
+ONE = {"PACKET_BATCH_POLL_SECONDS": "0.2"}
+
+
+def discounted(prompt: int, completion: int) -> int:
+    """Half the real-time price (PACKET_BATCH_DISCOUNT's default), rounded up."""
+    return -(-charge(prompt, completion) * 500_000 // 1_000_000)
+
+
+def chat_lines(count: int, prefix: str = "req", max_tokens: int | None = None) -> bytes:
+    lines = []
+    for i in range(count):
+        body: dict = {"model": "auto", "messages": [{"role": "user", "content": f"say {i}"}]}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        line = {"custom_id": f"{prefix}-{i}", "method": "POST", "url": "/v1/chat/completions"}
+        lines.append(json.dumps(line | {"body": body}))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def submit(client: openai.OpenAI, data: bytes, endpoint: str = "/v1/chat/completions"):
+    uploaded = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
+    return client.batches.create(
+        input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h"
+    )
+
+
+def wait_status(client: openai.OpenAI, batch_id: str, wanted: set[str], timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in wanted:
+            return batch
+        assert time.monotonic() < deadline, f"batch still {batch.status}: {batch}"
+        time.sleep(0.2)
+
+
+def jsonl(client: openai.OpenAI, file_id: str | None) -> list[dict]:
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
+
+
+def batch_rows(database: Database, name: str, batch_id: str) -> list:
+    return [r for r in database.run(store.usage_records, name) if r.batch_id == batch_id]
+
+
+@pytest.fixture(scope="module")
+def fast(module_launcher: Launcher) -> Sim:
+    return module_launcher.sim()
+
+
+@pytest.fixture(scope="module")
+def slow(module_launcher: Launcher) -> Sim:
+    """0.05 s a token: a line of 20 tokens takes a second."""
+    return module_launcher.sim("--token-delay", "0.05")
+
+
+@pytest.fixture(scope="module")
+def gateway(module_launcher: Launcher, live_database: Database, fast: Sim) -> Gateway:
+    return module_launcher.gateway(live_database, upstreams=[fast.url], **PRICES)
+
+
+@pytest.fixture(scope="module")
+def worker(module_launcher: Launcher, live_database: Database, fast: Sim):
+    return module_launcher.worker(live_database, upstreams=[fast.url], **PRICES, **ONE)
+
+
+def test_chat_batch_completes_billed_at_a_discount(live_database, gateway, worker, fast):
+    name, key = live_database.account()
+    client = gateway.client(key)
+    before = live_database.run(store.get_account, name).balance_micros
+    batch = submit(client, chat_lines(100))
+    assert batch.status == "validating" and batch.endpoint == "/v1/chat/completions"
+    done = wait_status(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", done
+    assert done.request_counts.total == 100 and done.request_counts.completed == 100
+    assert done.error_file_id is None and done.completed_at and done.in_progress_at
+    output = jsonl(client, done.output_file_id)
+    assert sorted(o["custom_id"] for o in output) == sorted(f"req-{i}" for i in range(100))
+    sent = {r["request_id"]: r for r in fast.requests() if r["request_id"]}
+    rows = batch_rows(live_database, name, batch.id)
+    assert len(rows) == 100 and {r.route for r in rows} == {"batch"}
+    for line in output:
+        response = line["response"]
+        assert response["status_code"] == 200 and line["error"] is None
+        i = int(line["custom_id"].split("-")[1])
+        assert response["body"]["choices"][0]["message"]["content"]
+        truth = sent[response["request_id"]]
+        assert truth["body"]["messages"][0]["content"] == f"say {i}"
+        assert response["body"]["usage"]["prompt_tokens"] == truth["prompt_tokens"]
+    for row in rows:
+        truth = sent[row.request_id]
+        assert (row.prompt_tokens, row.completion_tokens) == (
+            truth["prompt_tokens"],
+            truth["completion_tokens"],
+        )
+        assert row.cost_micros == discounted(row.prompt_tokens, row.completion_tokens) > 0
+    after = live_database.run(store.get_account, name).balance_micros
+    assert before - after == sum(r.cost_micros for r in rows)
+    listed = client.batches.list(limit=5)
+    assert listed.data[0].id == batch.id
+
+
+def test_embeddings_batch(live_database, gateway, worker, fast):
+    name, key = live_database.account()
+    client = gateway.client(key)
+    lines = [
+        {"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings"}
+        | {"body": {"model": "auto", "input": f"text number {i}"}}
+        for i in range(10)
+    ]
+    data = "\n".join(json.dumps(line) for line in lines).encode()
+    done = wait_status(client, submit(client, data, "/v1/embeddings").id, {"completed", "failed"})
+    assert done.status == "completed" and done.request_counts.completed == 10
+    output = jsonl(client, done.output_file_id)
+    assert sorted(o["custom_id"] for o in output) == sorted(f"e{i}" for i in range(10))
+    assert all(o["response"]["body"]["data"][0]["embedding"] for o in output)
+    rows = batch_rows(live_database, name, done.id)
+    sent = {r["request_id"]: r for r in fast.requests() if r["request_id"]}
+    assert len(rows) == 10
+    for row in rows:
+        assert row.prompt_tokens == sent[row.request_id]["prompt_tokens"] > 0
+        assert row.cost_micros == discounted(row.prompt_tokens, 0)
+
+
+def test_bad_lines_fail_the_batch_with_line_numbers(live_database, gateway, worker):
+    _, key = live_database.account()
+    client = gateway.client(key)
+    good = chat_lines(1, "ok").decode().strip()
+    bad = [
+        good,
+        "not json",
+        good,  # the same custom_id again
+        json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/embeddings", "body": {}}),
+        json.dumps(
+            {"custom_id": "y", "method": "POST", "url": "/v1/chat/completions"}
+            | {"body": {"messages": [{"role": "user", "content": "hi"}], "temperature": 7}}
+        ),
+    ]
+    batch = submit(client, "\n".join(bad).encode())
+    done = wait_status(client, batch.id, {"failed", "completed"})
+    assert done.status == "failed" and done.failed_at
+    errors = {e.line: e for e in done.errors.data}
+    assert sorted(errors) == [2, 3, 4, 5]
+    assert "custom_id" in errors[3].message and errors[4].param == "url"
+    assert errors[5].param == "body.temperature"
+    assert done.request_counts.total == 0
+
+
+def test_another_account_sees_nothing(live_database, gateway, worker):
+    _, key = live_database.account()
+    _, other_key = live_database.account()
+    mine, theirs = gateway.client(key), gateway.client(other_key)
+    done = wait_status(mine, submit(mine, chat_lines(2)).id, {"completed"})
+    for call in (
+        lambda: theirs.files.retrieve(done.input_file_id),
+        lambda: theirs.files.content(done.output_file_id),
+        lambda: theirs.files.delete(done.output_file_id),
+        lambda: theirs.batches.retrieve(done.id),
+        lambda: theirs.batches.cancel(done.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert theirs.files.list().data == [] and theirs.batches.list().data == []
+    assert mine.files.retrieve(done.output_file_id).purpose == "batch_output"
+    assert mine.files.delete(done.input_file_id).deleted
+    with pytest.raises(openai.NotFoundError):
+        mine.files.retrieve(done.input_file_id)
+
+
+def test_cancel_mid_run(live_database, gateway, worker, slow, fast):
+    name, key = live_database.account(endpoints=(slow.url,))
+    client = gateway.client(key)
+    batch = submit(client, chat_lines(60, max_tokens=20))
+    deadline = time.monotonic() + 30
+    while client.batches.retrieve(batch.id).request_counts.completed < 8:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cancelling = client.batches.cancel(batch.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at
+    done = wait_status(client, batch.id, {"cancelled"})
+    output, errors = jsonl(client, done.output_file_id), jsonl(client, done.error_file_id)
+    assert 8 <= len(output) < 60 and len(output) + len(errors) == 60
+    assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
+    rows = batch_rows(live_database, name, batch.id)
+    assert len(rows) == len(output)  # cancelled lines cost nothing
+    answered = {o["response"]["request_id"] for o in output}
+    assert {r.request_id for r in rows} == answered
+
+
+def test_expiry(module_launcher, live_database, worker, slow, fast):
+    short = module_launcher.gateway(
+        live_database, upstreams=[fast.url], PACKET_BATCH_WINDOW_SECONDS="3", **PRICES
+    )
+    name, key = live_database.account(endpoints=(slow.url,))
+    client = short.client(key)
+    batch = submit(client, chat_lines(60, max_tokens=20))
+    assert batch.expires_at - batch.created_at == 3
+    done = wait_status(client, batch.id, {"expired"}, timeout=30)
+    assert done.expired_at
+    output, errors = jsonl(client, done.output_file_id), jsonl(client, done.error_file_id)
+    assert len(output) < 60 and len(output) + len(errors) == 60
+    assert {e["error"]["code"] for e in errors} == {"batch_expired"}
+    assert len(batch_rows(live_database, name, batch.id)) == len(output)
