@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from typing import IO
 
 import gevent
 import gevent.event
@@ -20,12 +23,19 @@ from ..auth import Principal
 from ..protocol.batches import input_error
 from ..runtime import Runtime
 from . import checks, finalize, lines
-from .storage import FileStorage, storage_for
+from .storage import CHUNK, FileStorage, storage_for
 
 log = logging.getLogger("packet.batch")
 
 CLAIM = 16  # lines claimed at a time, per batch
 MOST_LINES = 512  # lines one worker runs at once, over all batches
+SPOOL_MEMORY = 4 << 20  # an input file beyond this is spooled to disk
+
+
+def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
+    """The spool's bytes from its start, a chunk at a time."""
+    spool.seek(0)
+    return iter(lambda: spool.read(CHUNK), b"")
 
 
 class Worker:
@@ -89,20 +99,27 @@ class Worker:
         return busy
 
     def validate(self, batch_id: str) -> None:
-        """Check the input file; the batch starts, or fails with the errors' line numbers."""
+        """Check the input file; the batch starts, or fails with the errors' line numbers.
+
+        The file is copied to a local spool first: it is read twice (checked, then written
+        as lines), and the second reading happens inside the transaction that writes them.
+        """
         batch = store.get_batch(None, batch_id)
         if batch is None:
             return
         file = store.get_file(batch.account_id, batch.input_file_id)
-        if file is None:
-            errors = [input_error(None, "The input file was deleted.")]
-        else:
-            errors = checks.check(self.storage.open(file.id), batch.endpoint)
-        if errors or file is None:
-            payload = orjson.dumps({"object": "list", "data": errors}).decode()
-            store.fail_batch(batch_id, self.owner, payload)
-            return
-        store.start_batch(batch_id, self.owner, checks.requests_of(self.storage.open(file.id)))
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+            if file is None:
+                errors = [input_error(None, "The input file was deleted.")]
+            else:
+                for chunk in self.storage.open(file.id):
+                    spool.write(chunk)
+                errors = checks.check(_chunks(spool), batch.endpoint)
+            if errors:
+                payload = orjson.dumps({"object": "list", "data": errors}).decode()
+                store.fail_batch(batch_id, self.owner, payload)
+                return
+            store.start_batch(batch_id, self.owner, checks.requests_of(_chunks(spool)))
 
     def claim(self, batch_id: str, account_id: int, key_id: int | None, endpoint: str) -> bool:
         """Claim and start lines of one batch, within its limit; True when some started."""
