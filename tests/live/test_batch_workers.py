@@ -47,7 +47,7 @@ def test_a_killed_worker_s_lines_are_finished_by_another(launcher, tmp_path):
     first = launcher.worker(database, upstreams=[slow.url], **env)
     name, key = database.account()
     before = database.run(store.get_account, name).balance_micros
-    client = gateway.client(key)
+    client = gateway.client(key, max_retries=2)
     batch = submit(client, chat_lines(24, max_tokens=20))
     deadline = time.monotonic() + 30
     while len(lines_in(database, batch.id, "done")) < 6:
@@ -80,7 +80,7 @@ def test_two_workers_share_a_batch_on_postgres(launcher, postgres_database):
     for _ in range(2):
         launcher.worker(database, upstreams=[sim.url], PACKET_BATCH_CONCURRENCY="16", **PRICES)
     name, key = database.account()
-    client = gateway.client(key)
+    client = gateway.client(key, max_retries=2)
     batch = submit(client, chat_lines(1000))
     done = wait_status(client, batch.id, {"completed"}, timeout=100)
     assert done.request_counts.completed == 1000, (

@@ -37,7 +37,7 @@ def worker(module_launcher: Launcher, live_database: Database, fast: Sim):
 
 def test_chat_batch_completes_billed_at_a_discount(live_database, gateway, worker, fast):
     name, key = live_database.account()
-    client = gateway.client(key)
+    client = gateway.client(key, max_retries=2)
     before = live_database.run(store.get_account, name).balance_micros
     batch = submit(client, chat_lines(100))
     assert batch.status == "validating" and batch.endpoint == "/v1/chat/completions"
@@ -73,7 +73,7 @@ def test_chat_batch_completes_billed_at_a_discount(live_database, gateway, worke
 
 def test_embeddings_batch(live_database, gateway, worker, fast):
     name, key = live_database.account()
-    client = gateway.client(key)
+    client = gateway.client(key, max_retries=2)
     lines = [
         {"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings"}
         | {"body": {"model": "auto", "input": f"text number {i}"}}
@@ -95,7 +95,7 @@ def test_embeddings_batch(live_database, gateway, worker, fast):
 
 def test_bad_lines_fail_the_batch_with_line_numbers(live_database, gateway, worker):
     _, key = live_database.account()
-    client = gateway.client(key)
+    client = gateway.client(key, max_retries=2)
     good = chat_lines(1, "ok").decode().strip()
     bad = [
         good,
@@ -120,7 +120,7 @@ def test_bad_lines_fail_the_batch_with_line_numbers(live_database, gateway, work
 def test_another_account_sees_nothing(live_database, gateway, worker):
     _, key = live_database.account()
     _, other_key = live_database.account()
-    mine, theirs = gateway.client(key), gateway.client(other_key)
+    mine, theirs = gateway.client(key, max_retries=2), gateway.client(other_key)
     done = wait_status(mine, submit(mine, chat_lines(2)).id, {"completed"})
     for call in (
         lambda: theirs.files.retrieve(done.input_file_id),
@@ -140,7 +140,7 @@ def test_another_account_sees_nothing(live_database, gateway, worker):
 
 def test_cancel_mid_run(live_database, gateway, worker, slow, fast):
     name, key = live_database.account(endpoints=(slow.url,))
-    client = gateway.client(key)
+    client = gateway.client(key, max_retries=2)
     batch = submit(client, chat_lines(60, max_tokens=20))
     deadline = time.monotonic() + 30
     while client.batches.retrieve(batch.id).request_counts.completed < 8:
@@ -163,7 +163,7 @@ def test_expiry(module_launcher, live_database, worker, slow, fast):
         live_database, upstreams=[fast.url], PACKET_BATCH_WINDOW_SECONDS="3", **PRICES
     )
     name, key = live_database.account(endpoints=(slow.url,))
-    client = short.client(key)
+    client = short.client(key, max_retries=2)
     batch = submit(client, chat_lines(60, max_tokens=20))
     assert batch.expires_at - batch.created_at == 3
     done = wait_status(client, batch.id, {"expired"}, timeout=30)
