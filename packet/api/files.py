@@ -19,7 +19,7 @@ from ..upload import MAX_FIELD_BYTES, receive
 from . import bp
 
 UPLOAD_SECONDS = 3600.0  # the most a whole upload may take (each read: the body's read timeout)
-UPLOAD_READ = 64 * 1024
+UPLOAD_READ = 16 * 1024  # with what the form decoder keeps of a read, under its MAX_FIELD_BYTES
 
 
 def _account() -> int:

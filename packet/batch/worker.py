@@ -10,10 +10,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO
 
 import gevent
 import gevent.event
+import gevent.lock
 import gevent.pool
 import orjson
 from flask import Flask
@@ -27,7 +29,7 @@ from .storage import CHUNK, FileStorage, storage_for
 
 log = logging.getLogger("packet.batch")
 
-CLAIM = 16  # lines claimed at a time, per batch
+CLAIM = 16  # lines claimed at a time, per batch (beyond its slots: the next ones queued)
 MOST_LINES = 512  # lines one worker runs at once, over all batches
 SPOOL_MEMORY = 4 << 20  # an input file beyond this is spooled to disk
 
@@ -36,6 +38,16 @@ def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
     """The spool's bytes from its start, a chunk at a time."""
     spool.seek(0)
     return iter(lambda: spool.read(CHUNK), b"")
+
+
+@dataclass
+class Active:
+    """A batch this worker claims lines of: how to run them, and its ``most`` slots (lines
+    in flight at once: PACKET_BATCH_CONCURRENCY per endpoint of the account)."""
+
+    running: lines.Running
+    most: int
+    slots: gevent.lock.BoundedSemaphore
 
 
 class Worker:
@@ -47,7 +59,8 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.storage: FileStorage = storage_for(rt.settings)
         self.pool = gevent.pool.Pool(MOST_LINES)
-        self.running: dict[str, int] = {}
+        self.active: dict[str, Active] = {}
+        self.claimed: dict[str, int] = {}  # per batch: lines claimed, not yet recorded
         self.stopping = gevent.event.Event()
         self.wake = gevent.event.Event()  # a line ended: room for another
 
@@ -89,8 +102,9 @@ class Worker:
             if batch_id is not None:
                 self.validate(batch_id)
                 busy = True
-        for batch_id, account_id, key_id, endpoint in store.active_batches():
-            busy = self.claim(batch_id, account_id, key_id, endpoint) or busy
+            self.refresh()
+        for batch_id, active in self.active.items():
+            busy = self.claim(batch_id, active) or busy
         if chores:
             batch_id = store.claim_finishing(self.owner, self.settings.lease_seconds)
             if batch_id is not None:
@@ -121,32 +135,48 @@ class Worker:
                 return
             store.start_batch(batch_id, self.owner, checks.requests_of(_chunks(spool)))
 
-    def claim(self, batch_id: str, account_id: int, key_id: int | None, endpoint: str) -> bool:
-        """Claim and start lines of one batch, within its limit; True when some started."""
-        principal = self._principal(account_id)
-        if principal is None:
+    def refresh(self) -> None:
+        """The batches to claim lines of, and who pays for each (its balance now)."""
+        active: dict[str, Active] = {}
+        for batch_id, account_id, key_id, endpoint in store.active_batches():
+            principal = self._principal(account_id)
+            if principal is None:
+                continue
+            endpoints = len(principal.endpoints) or len(self.rt.settings.upstreams) or 1
+            most = self.settings.concurrency * endpoints
+            known = self.active.get(batch_id)
+            slots = known.slots if known is not None else gevent.lock.BoundedSemaphore(most)
+            running = lines.Running(batch_id, endpoint, key_id, principal)
+            active[batch_id] = Active(running, most, slots)
+        self.active = active
+
+    def claim(self, batch_id: str, active: Active) -> bool:
+        """Claim a group of the batch's lines while this worker holds few enough of them;
+        each waits for one of the batch's ``most`` slots. True when some were claimed."""
+        if self.claimed.get(batch_id, 0) > active.most:
             return False
-        endpoints = len(principal.endpoints) or len(self.rt.settings.upstreams) or 1
-        most = self.settings.concurrency * endpoints
-        wanted = min(CLAIM, most - self.running.get(batch_id, 0), self.pool.free_count())
+        wanted = min(CLAIM, self.pool.free_count())
         if wanted <= 0:
             return False
-        claimed = store.claim_lines(batch_id, self.owner, wanted, most, self.settings.lease_seconds)
-        running = lines.Running(batch_id, endpoint, key_id, principal)
+        lease = self.settings.lease_seconds
+        claimed = store.claim_lines(batch_id, self.owner, wanted, active.most + CLAIM, lease)
         for line in claimed:
-            self.running[batch_id] = self.running.get(batch_id, 0) + 1
-            self.pool.spawn(self._line, running, line)
+            self.claimed[batch_id] = self.claimed.get(batch_id, 0) + 1
+            self.pool.spawn(self._line, active, line)
         return bool(claimed)
 
-    def _line(self, batch: lines.Running, claimed: store.Claimed) -> None:
+    def _line(self, active: Active, claimed: store.Claimed) -> None:
+        batch = active.running
         try:
-            with self.app.app_context():
-                if not lines.run(self.rt, self.owner, batch, claimed):
+            with active.slots, self.app.app_context():
+                if batch.id not in self.active:  # cancelled or expired while it waited
+                    store.drop_claim(batch.id, claimed.line, self.owner)
+                elif not lines.run(self.rt, self.owner, batch, claimed):
                     log.warning("batch %s line %d was taken over", batch.id, claimed.line)
         except Exception:
             log.exception("batch %s line %d not recorded", batch.id, claimed.line)
         finally:
-            self.running[batch.id] -= 1
+            self.claimed[batch.id] -= 1
             self.wake.set()
 
     def _principal(self, account_id: int) -> Principal | None:

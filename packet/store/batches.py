@@ -398,3 +398,27 @@ def account_row(account_id: int) -> tuple[str, str, int, str | None] | None:
     ).one_or_none()
     db.session.rollback()
     return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+def drop_claim(batch_id: str, line: int, owner: str) -> None:
+    """Give back a claimed line that was not sent: pending again, or cancelled or expired
+    when its batch was meanwhile."""
+    with _atomic():
+        batch = db.session.execute(
+            select(BatchJob.status, BatchJob.expired_at).where(BatchJob.id == batch_id)
+        ).one()
+        state = "pending"
+        if batch.status == "cancelling":
+            state = "cancelled"
+        elif batch.expired_at is not None:
+            state = "expired"
+        db.session.execute(
+            update(BatchLine)
+            .where(
+                BatchLine.batch_id == batch_id,
+                BatchLine.line == line,
+                BatchLine.owner == owner,
+                BatchLine.state == "running",
+            )
+            .values(state=state, owner=None, lease_until=None, attempts=BatchLine.attempts - 1)
+        )

@@ -80,6 +80,8 @@ def test_files_upload_list_content_delete(client, auth):
     ascending = client.get("/v1/files?order=asc&purpose=batch", headers=auth).json
     assert [f["id"] for f in ascending["data"]] == [second["id"]]
     assert "x-ratelimit-remaining-requests" in content.headers  # counted like any /v1 route
+    jsonl = lines(3000)  # its line breaks keep part of each read in the form decoder
+    assert upload(client, auth, jsonl).json["bytes"] == len(jsonl) > 256 << 10
     gone = client.delete(f"/v1/files/{made['id']}", headers=auth).json
     assert gone == {"id": made["id"], "object": "file", "deleted": True}
     assert client.get(f"/v1/files/{made['id']}", headers=auth).status_code == 404
