@@ -37,10 +37,15 @@ class Running:
     principal: Principal
 
 
-def run(rt: Runtime, owner: str, batch: Running, claimed: store.Claimed) -> bool:
-    """Send the line (retrying while the endpoint is busy) and record what came of it;
-    False when another worker had taken the line over."""
-    state, result, usage = answer(rt, batch, claimed)
+def record(
+    owner: str,
+    batch: Running,
+    claimed: store.Claimed,
+    outcome: tuple[str, dict[str, Any], dict[str, Any] | None],
+) -> bool:
+    """Write what came of the line (see :func:`answer`) with its usage row and price; False
+    when another worker had taken the line over."""
+    state, result, usage = outcome
     if usage is not None:
         usage["key_id"] = batch.key_id
     text = orjson.dumps(result).decode()
@@ -50,7 +55,8 @@ def run(rt: Runtime, owner: str, batch: Running, claimed: store.Claimed) -> bool
 def answer(
     rt: Runtime, batch: Running, claimed: store.Claimed
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """(state, output or error line, usage row) of one line."""
+    """Send the line (retrying while the endpoint is busy): its state, its output or error
+    line, its usage row."""
     if batch.principal.balance_micros <= 0:
         message = "Your account balance is depleted: this request was not run."
         return "error", failed_line(claimed.custom_id, "insufficient_quota", message), None

@@ -168,10 +168,13 @@ class Worker:
     def _line(self, active: Active, claimed: store.Claimed) -> None:
         batch = active.running
         try:
-            with active.slots, self.app.app_context():
-                if batch.id not in self.active:  # cancelled or expired while it waited
-                    store.drop_claim(batch.id, claimed.line, self.owner)
-                elif not lines.run(self.rt, self.owner, batch, claimed):
+            with self.app.app_context():
+                with active.slots:  # a slot is a line in flight upstream
+                    if batch.id not in self.active:  # cancelled or expired while it waited
+                        store.drop_claim(batch.id, claimed.line, self.owner)
+                        return
+                    outcome = lines.answer(self.rt, batch, claimed)
+                if not lines.record(self.owner, batch, claimed, outcome):
                     log.warning("batch %s line %d was taken over", batch.id, claimed.line)
         except Exception:
             log.exception("batch %s line %d not recorded", batch.id, claimed.line)
