@@ -172,3 +172,28 @@ def test_expiry(module_launcher, live_database, worker, slow, fast):
     assert len(output) < 60 and len(output) + len(errors) == 60
     assert {e["error"]["code"] for e in errors} == {"batch_expired"}
     assert len(batch_rows(live_database, name, batch.id)) == len(output)
+
+
+def test_responses_lines_and_a_spent_balance(live_database, gateway, worker, fast):
+    name, key = live_database.account()
+    client = gateway.client(key, max_retries=2)
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/responses"}
+        | {"body": {"model": "auto", "input": f"Say {i}", "max_output_tokens": 5}}
+        for i in range(3)
+    ]
+    data = "\n".join(json.dumps(line) for line in lines).encode()
+    done = wait_status(client, submit(client, data, "/v1/responses").id, {"completed"})
+    output = jsonl(client, done.output_file_id)
+    assert sorted(o["custom_id"] for o in output) == ["r0", "r1", "r2"]
+    assert all(o["response"]["body"]["object"] == "response" for o in output)
+    rows = batch_rows(live_database, name, done.id)
+    assert len(rows) == 3 and all(r.completion_tokens > 0 for r in rows)
+
+    poor, poor_key = live_database.account(balance_micros=0)
+    spent = gateway.client(poor_key, max_retries=2)
+    done = wait_status(spent, submit(spent, chat_lines(2)).id, {"completed"})
+    assert done.request_counts.failed == 2 and done.output_file_id is None
+    errors = jsonl(spent, done.error_file_id)
+    assert {e["error"]["code"] for e in errors} == {"insufficient_quota"}
+    assert batch_rows(live_database, poor, done.id) == []
