@@ -118,6 +118,7 @@ class Settings:
     endpoint_deny: AddressRules = field(default_factory=AddressRules)
     metrics_multiprocess_dir: str | None = None
     files_max_bytes: int = 200 * 1024 * 1024
+    files_url: str | None = None
     batch: BatchSettings = field(default_factory=lambda: BatchSettings())
 
     def check_tier(self, tier: str) -> str:
@@ -340,8 +341,19 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         files_max_bytes=max(1, _int(env, "PACKET_FILES_MAX_BYTES", 200 * 1024 * 1024)),
+        files_url=_files_url(env.get("PACKET_FILES_URL")),
         batch=_batch(env),
     )
+
+
+def _files_url(value: str | None) -> str | None:
+    """``s3://bucket/prefix``: files in that bucket (None: in the database)."""
+    if not value:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"PACKET_FILES_URL must be s3://bucket/prefix, got {value!r}")
+    return value.strip().rstrip("/")
 
 
 def _batch(env: Mapping[str, str]) -> BatchSettings:

@@ -220,6 +220,27 @@ class BatchWorker(Process):
             time.sleep(0.05)
 
 
+class S3Server(Process):
+    """moto's S3 server (``moto[server]``) on a free port, and the ``AWS_*`` settings that
+    point boto3 at it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            clean_env(),
+            tmp / f"s3-{self.port}.log",
+        )
+        wait_for(f"{self.url}/moto-api/", self.proc, self.log)
+        self.env = {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
 @dataclass
 class Database:
     """One migrated database and a Flask app bound to it, for setting up accounts."""

@@ -99,7 +99,7 @@ def retrieve_file(file_id: str) -> ResponseReturnValue:
 def file_content(file_id: str) -> ResponseReturnValue:
     """The file's bytes, streamed from storage."""
     found = _find(file_id)
-    chunks = storage_for(runtime().settings).open(found.id)
+    chunks = storage_for(runtime().settings, found.storage).open(found.id)
     return Response(
         stream_with_context(chunks),
         mimetype="application/octet-stream",
@@ -110,6 +110,8 @@ def file_content(file_id: str) -> ResponseReturnValue:
 @bp.delete("/files/<file_id>")
 def delete_file(file_id: str) -> ResponseReturnValue:
     """Delete the file and its bytes."""
+    kind = _find(file_id).storage
     if not store.delete_file(_account(), file_id):
         raise NotFound(f"No such File object: {file_id}")
+    storage_for(runtime().settings, kind).remove(file_id)
     return jsonify({"id": file_id, "object": "file", "deleted": True})

@@ -126,7 +126,7 @@ class Worker:
             if file is None:
                 errors = [input_error(None, "The input file was deleted.")]
             else:
-                for chunk in self.storage.open(file.id):
+                for chunk in storage_for(self.rt.settings, file.storage).open(file.id):
                     spool.write(chunk)
                 errors = checks.check(_chunks(spool), batch.endpoint)
             if errors:

@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 
 from ..extensions import db
 from ..models import Account, BatchJob, BatchLine, UsageRecord
-from ._db import _atomic
+from ._db import _atomic, _detached
 from .files import insert_file
 from .usage import fit_usage
 
@@ -56,8 +56,7 @@ def get_batch(account_id: int | None, batch_id: str) -> BatchJob | None:
     if account_id is not None:
         query = query.where(BatchJob.account_id == account_id)
     found = db.session.execute(query).scalar_one_or_none()
-    db.session.rollback()
-    return found
+    return _detached(found)
 
 
 def list_batches(account_id: int, after: str | None, limit: int) -> list[BatchJob]:
@@ -73,6 +72,8 @@ def list_batches(account_id: int, after: str | None, limit: int) -> list[BatchJo
         )
     query = query.order_by(BatchJob.created_at.desc(), BatchJob.id.desc()).limit(limit)
     rows = list(db.session.execute(query).scalars())
+    for row in rows:
+        db.session.expunge(row)
     db.session.rollback()
     return rows
 

@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, or_, select
 
 from ..extensions import db
 from ..models import FileChunk, StoredFile
-from ._db import _atomic
+from ._db import _atomic, _detached
 
 
 def insert_file(row: dict[str, Any], chunks: Iterable[bytes] | None) -> int:
@@ -42,8 +42,7 @@ def get_file(account_id: int, file_id: str) -> StoredFile | None:
     found = db.session.execute(
         select(StoredFile).where(StoredFile.id == file_id, StoredFile.account_id == account_id)
     ).scalar_one_or_none()
-    db.session.rollback()
-    return found
+    return _detached(found)
 
 
 def list_files(
@@ -59,6 +58,8 @@ def list_files(
     order = (StoredFile.created_at, StoredFile.id)
     query = query.order_by(*(o if ascending else o.desc() for o in order)).limit(limit)
     rows = list(db.session.execute(query).scalars())
+    for row in rows:
+        db.session.expunge(row)
     db.session.rollback()
     return rows
 
