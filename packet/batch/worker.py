@@ -170,7 +170,8 @@ class Worker:
         try:
             with self.app.app_context():
                 with active.slots:  # a slot is a line in flight upstream
-                    if batch.id not in self.active:  # cancelled or expired while it waited
+                    if batch.id not in self.active or self.stopping.is_set():
+                        # cancelled or expired while it waited, or this worker is stopping
                         store.drop_claim(batch.id, claimed.line, self.owner)
                         return
                     outcome = lines.answer(self.rt, batch, claimed)

@@ -90,14 +90,15 @@ def line_states(batch_id: str) -> dict[str, int]:
 
 
 def cancel_batch(account_id: int | None, batch_id: str) -> BatchJob | None:
-    """Stop the batch's new lines at once (in-flight ones finish); None when not found."""
+    """Stop the batch's new lines at once (in-flight ones finish); None when not found. A
+    batch already finalizing or ended is left as it is."""
     now = _now()
     with _atomic():
         query = select(BatchJob).where(BatchJob.id == batch_id)
         if account_id is not None:
             query = query.where(BatchJob.account_id == account_id)
         batch = db.session.execute(query.with_for_update()).scalar_one_or_none()
-        if batch is not None and batch.status in ("validating", "in_progress", "finalizing"):
+        if batch is not None and batch.status in ("validating", "in_progress"):
             batch.status, batch.cancelling_at = "cancelling", now
             db.session.execute(
                 update(BatchLine)
