@@ -197,3 +197,24 @@ def test_responses_lines_and_a_spent_balance(live_database, gateway, worker, fas
     errors = jsonl(spent, done.error_file_id)
     assert {e["error"]["code"] for e in errors} == {"insufficient_quota"}
     assert batch_rows(live_database, poor, done.id) == []
+
+
+def test_an_upstream_4xx_goes_to_the_error_file_and_the_batch_completes(
+    live_database, gateway, worker
+):
+    _, key = live_database.account()
+    client = gateway.client(key, max_retries=2)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    lines = [
+        {"custom_id": "fine", "method": "POST", "url": "/v1/chat/completions", "body": body},
+        {"custom_id": "unknown-model", "method": "POST", "url": "/v1/chat/completions"}
+        | {"body": body | {"model": "no-such-model"}},
+    ]
+    data = "\n".join(json.dumps(line) for line in lines).encode()
+    done = wait_status(client, submit(client, data).id, {"completed"})
+    assert (done.request_counts.completed, done.request_counts.failed) == (1, 1)
+    [error] = jsonl(client, done.error_file_id)
+    assert error["custom_id"] == "unknown-model" and error["error"] is None
+    assert error["response"]["status_code"] == 404
+    assert error["response"]["body"]["error"]["code"] == "model_not_found"
+    assert [o["custom_id"] for o in jsonl(client, done.output_file_id)] == ["fine"]
