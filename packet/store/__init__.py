@@ -12,6 +12,7 @@ from .accounts import (
     update_account,
 )
 from .batch import Batch, write_usage
+from .batch_lines import claim_lines, drop_claim, record_line, renew, results
 from .batches import (
     Claimed,
     account_row,
@@ -20,19 +21,14 @@ from .batches import (
     begin_finalizing,
     cancel_batch,
     claim_finishing,
-    claim_lines,
     claim_validation,
     create_batch,
-    drop_claim,
     expire_due,
     fail_batch,
     finish_batch,
     get_batch,
     line_states,
     list_batches,
-    record_line,
-    renew,
-    results,
     start_batch,
 )
 from .endpoints import (
