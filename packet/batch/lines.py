@@ -27,6 +27,9 @@ RETRIES = 3
 BACKOFF = 0.5
 
 
+Outcome = tuple[str, dict[str, Any], dict[str, Any] | None]  # state, result line, usage row
+
+
 @dataclass(frozen=True)
 class Running:
     """A batch being worked on: who pays for it, and how."""
@@ -41,7 +44,7 @@ def record(
     owner: str,
     batch: Running,
     claimed: store.Claimed,
-    outcome: tuple[str, dict[str, Any], dict[str, Any] | None],
+    outcome: Outcome,
 ) -> bool:
     """Write what came of the line (see :func:`answer`) with its usage row and price; False
     when another worker had taken the line over."""
@@ -52,9 +55,7 @@ def record(
     return store.record_line(batch.id, claimed.line, owner, state, text, usage)
 
 
-def answer(
-    rt: Runtime, batch: Running, claimed: store.Claimed
-) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+def answer(rt: Runtime, batch: Running, claimed: store.Claimed) -> Outcome:
     """Send the line (retrying while the endpoint is busy): its state, its output or error
     line, its usage row."""
     if batch.principal.balance_micros <= 0:

@@ -22,7 +22,7 @@ from flask import Flask
 
 from .. import store
 from ..auth import Principal
-from ..protocol.batches import input_error
+from ..protocol.batches import failed_line, input_error
 from ..runtime import Runtime
 from . import checks, finalize, lines
 from .storage import CHUNK, FileStorage, storage_for
@@ -32,6 +32,7 @@ log = logging.getLogger("packet.batch")
 CLAIM = 16  # lines claimed at a time, per batch (beyond its slots: the next ones queued)
 MOST_LINES = 512  # lines one worker runs at once, over all batches
 SPOOL_MEMORY = 4 << 20  # an input file beyond this is spooled to disk
+RECORD_TRIES = 8  # about a minute of database outage, with the back-off
 
 
 def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
@@ -175,13 +176,35 @@ class Worker:
                         store.drop_claim(batch.id, claimed.line, self.owner)
                         return
                     outcome = lines.answer(self.rt, batch, claimed)
-                if not lines.record(self.owner, batch, claimed, outcome):
-                    log.warning("batch %s line %d was taken over", batch.id, claimed.line)
+                self._record(batch, claimed, outcome)
         except Exception:
             log.exception("batch %s line %d not recorded", batch.id, claimed.line)
         finally:
             self.claimed[batch.id] -= 1
             self.wake.set()
+
+    def _record(self, batch: lines.Running, claimed: store.Claimed, outcome: lines.Outcome) -> None:
+        """Write the line's answer, trying again while the database is away (the answer has
+        been paid for upstream); after about a minute the line is given back, to be sent
+        again. An answer the database refuses is written as the line's error instead."""
+        for attempt in range(RECORD_TRIES):
+            try:
+                if not lines.record(self.owner, batch, claimed, outcome):
+                    log.warning("batch %s line %d was taken over", batch.id, claimed.line)
+                return
+            except Exception as exc:
+                if not store.is_outage(exc):
+                    log.exception("batch %s line %d: answer refused", batch.id, claimed.line)
+                    # Refused, not unreachable: sending it again would not help.
+                    message = "The gateway could not record the answer to this request."
+                    failed = failed_line(claimed.custom_id, "internal_error", message)
+                    lines.record(self.owner, batch, claimed, ("error", failed, None))
+                    return
+                if attempt == RECORD_TRIES - 1:
+                    break
+                gevent.sleep(min(0.5 * 2**attempt, 10.0))
+        log.error("batch %s line %d: the database is away; given back", batch.id, claimed.line)
+        store.drop_claim(batch.id, claimed.line, self.owner)
 
     def _principal(self, account_id: int) -> Principal | None:
         row = store.account_row(account_id)
@@ -189,7 +212,7 @@ class Worker:
             return None
         name, tier, balance, default_model = row
         return Principal(
-            key_id=0,  # the batch's key is written on each usage row (lines.run)
+            key_id=0,  # the batch's key is written on each usage row (lines.record)
             key_prefix="batch",
             account_id=account_id,
             account_name=name,
