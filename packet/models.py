@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -94,7 +95,16 @@ class UsageRecord(Model):
     """One row per proxied request; small fixed-width columns only, no bodies."""
 
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_account_created", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_usage_account_created", "account_id", "created_at"),
+        # Only batch lines' rows: the index costs real-time rows nothing.
+        Index(
+            "ix_usage_batch",
+            "batch_id",
+            postgresql_where=text("batch_id IS NOT NULL"),
+            sqlite_where=text("batch_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64))

@@ -88,9 +88,17 @@ def upgrade():
     op.create_index("ix_batch_lines_state", "batch_lines", ["batch_id", "state"])
     with op.batch_alter_table("usage_records") as table:
         table.add_column(sa.Column("batch_id", sa.String(length=40), nullable=True))
+    op.create_index(
+        "ix_usage_batch",
+        "usage_records",
+        ["batch_id"],
+        postgresql_where=sa.text("batch_id IS NOT NULL"),
+        sqlite_where=sa.text("batch_id IS NOT NULL"),
+    )
 
 
 def downgrade():
+    op.drop_index("ix_usage_batch", table_name="usage_records")
     with op.batch_alter_table("usage_records") as table:
         table.drop_column("batch_id")
     op.drop_index("ix_batch_lines_state", table_name="batch_lines")
