@@ -56,8 +56,9 @@ def test_a_killed_worker_s_lines_are_finished_by_another(launcher, tmp_path):
     first.stop(signal.SIGKILL)
     in_flight = lines_in(database, batch.id, "running")
     assert in_flight, "the worker was killed with lines in flight"
-    launcher.worker(database, upstreams=[slow.url], **env)
+    second = launcher.worker(database, upstreams=[slow.url], **env)
     done = wait_status(client, batch.id, {"completed"}, timeout=60)
+    assert second.stop(signal.SIGTERM) == 0 and "stopped" in second.log.read_text()
     output = jsonl(client, done.output_file_id)
     assert Counter(o["custom_id"] for o in output) == Counter(f"req-{i}" for i in range(24))
     rows = batch_rows(database, name, batch.id)
