@@ -9,7 +9,7 @@ import time
 import openai
 import pytest
 from helpers import PRICES, batch_rows, chat_lines, discounted, jsonl, submit, wait_status
-from processes import Database, Gateway, Launcher, Sim
+from processes import Database, Gateway, Launcher, Sim, free_port
 
 from packet import store
 
@@ -32,7 +32,9 @@ def gateway(module_launcher: Launcher, live_database: Database, fast: Sim) -> Ga
 
 @pytest.fixture(scope="module")
 def worker(module_launcher: Launcher, live_database: Database, fast: Sim):
-    return module_launcher.worker(live_database, upstreams=[fast.url], **PRICES)
+    return module_launcher.worker(
+        live_database, upstreams=[fast.url], PACKET_WARMUP_TIMEOUT="1", **PRICES
+    )
 
 
 def test_chat_batch_completes_billed_at_a_discount(live_database, gateway, worker, fast):
@@ -218,3 +220,16 @@ def test_an_upstream_4xx_goes_to_the_error_file_and_the_batch_completes(
     assert error["response"]["status_code"] == 404
     assert error["response"]["body"]["error"]["code"] == "model_not_found"
     assert [o["custom_id"] for o in jsonl(client, done.output_file_id)] == ["fine"]
+
+
+def test_an_unreachable_endpoint_s_lines_fail_after_retries(live_database, gateway, worker):
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    name, key = live_database.account(endpoints=(gone,))
+    client = gateway.client(key, max_retries=2)
+    started = time.monotonic()
+    done = wait_status(client, submit(client, chat_lines(2)).id, {"completed"}, timeout=60)
+    assert time.monotonic() - started > 3  # 0.5 + 1 + 2 s of back-off between the tries
+    errors = jsonl(client, done.error_file_id)
+    assert {e["response"]["status_code"] for e in errors} == {503}
+    assert {e["response"]["body"]["error"]["code"] for e in errors} == {"service_unavailable"}
+    assert done.request_counts.failed == 2 and batch_rows(live_database, name, done.id) == []
