@@ -290,3 +290,30 @@ def reset_user(email: str) -> tuple[Response, int]:
     """A new one-time sign-in link for a dashboard user (earlier ones stop working)."""
     user, token = users.reset(email)
     return _link_view(user, token, 200)
+
+
+@bp.get("/accounts/<name>/batches")
+def list_batches(name: str) -> Response:
+    """The account's batches, newest first (``?limit=``, at most 100)."""
+    from .batch import service
+
+    account = store.get_account(name)
+    limit = _query(schemas.Page())["limit"]
+    rows = store.list_batches(account.id, None, min(limit, 100))
+    return jsonify({"object": "list", "data": [service.view(row) for row in rows]})
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str) -> Response:
+    """Any account's batch (the batch object)."""
+    from .batch import service
+
+    return jsonify(service.view(service.find(None, batch_id)))
+
+
+@bp.post("/batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str) -> Response:
+    """Cancel any account's batch."""
+    from .batch import service
+
+    return jsonify(service.view(service.cancel(None, batch_id)))

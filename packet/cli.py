@@ -348,11 +348,72 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
+batches_cli = AppGroup("batches", help="List, show and cancel batches.")
+
+
+@batches_cli.command("list")
+@click.argument("name")
+def batches_list(name: str) -> None:
+    """The account's batches, newest first."""
+    from .batch import service
+
+    account = _store(store.get_account, name)
+    for batch in store.list_batches(account.id, None, 100):
+        view = service.view(batch)
+        counts = view["request_counts"]
+        click.echo(
+            f"{batch.id}\t{batch.status}\t{batch.endpoint}\t{counts['completed']}/"
+            f"{counts['total']} done\t{counts['failed']} failed\t{_iso(batch.created_at)}"
+        )
+
+
+@batches_cli.command("show")
+@click.argument("batch_id")
+def batches_show(batch_id: str) -> None:
+    """The batch object, with what its lines have cost so far."""
+    from .batch import service
+    from .errors import NotFound
+
+    try:
+        view = service.view(service.find(None, batch_id))
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    rows, prompt, completion, cost = store.batch_usage(batch_id)
+    view["usage_rows"], view["cost"] = rows, dollars(cost)
+    view["prompt_tokens"], view["completion_tokens"] = prompt, completion
+    click.echo(json.dumps(view, indent=2))
+
+
+@batches_cli.command("cancel")
+@click.argument("batch_id")
+def batches_cancel(batch_id: str) -> None:
+    """Stop the batch: no new line starts; in-flight ones finish."""
+    from .batch import service
+    from .errors import NotFound
+
+    try:
+        batch = service.cancel(None, batch_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{batch.id}\t{batch.status}")
+
+
+@click.command("worker")
+def worker() -> None:
+    """Run a batch worker in the foreground (gevent-patched first: it runs worker.py)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    entry = Path(__file__).resolve().parent.parent / "worker.py"
+    os.execv(sys.executable, [sys.executable, str(entry)])
+
+
 def register(app: Flask) -> None:
     """Attach every command group to the app's ``flask`` CLI."""
     from .dashboard.commands import users_cli
 
-    for command in (accounts, keys_cli, endpoints, usage, demo, users_cli):
+    for command in (accounts, keys_cli, endpoints, usage, demo, users_cli, batches_cli, worker):
         app.cli.add_command(command)
     from .doctor import doctor
 

@@ -59,6 +59,19 @@ class AddressRules:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """The batch worker's: the price share, lines at a time per endpoint, the vLLM priority
+    of its lines (None: not sent), the completion window, a claim's lease, the idle poll."""
+
+    discount_ppm: int = 500_000
+    concurrency: int = 8
+    priority: int | None = None
+    window_seconds: float = 24 * 3600.0
+    lease_seconds: float = 300.0
+    poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The gateway's configuration, immutable once the app is built."""
 
@@ -118,6 +131,9 @@ class Settings:
     web_concurrency: int = 2
     proxy_hops: int = 0
     unknown_variables: tuple[str, ...] = ()
+    files_max_bytes: int = 200 * 1024 * 1024
+    files_url: str | None = None
+    batch: BatchSettings = field(default_factory=lambda: BatchSettings())
 
     def check_tier(self, tier: str) -> str:
         """``tier`` when it is configured; ValueError naming the configured tiers otherwise."""
@@ -351,6 +367,34 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         web_concurrency=max(1, _int(env, "WEB_CONCURRENCY", 2)),
         proxy_hops=max(0, _int(env, "PACKET_PROXY_HOPS", 0)),
         unknown_variables=_unknown(env),
+        files_max_bytes=max(1, _int(env, "PACKET_FILES_MAX_BYTES", 200 * 1024 * 1024)),
+        files_url=_files_url(env.get("PACKET_FILES_URL")),
+        batch=_batch(env),
+    )
+
+
+def _files_url(value: str | None) -> str | None:
+    """``s3://bucket/prefix``: files in that bucket (None: in the database)."""
+    if not value:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"PACKET_FILES_URL must be s3://bucket/prefix, got {value!r}")
+    return value.strip().rstrip("/")
+
+
+def _batch(env: Mapping[str, str]) -> BatchSettings:
+    discount = _float(env, "PACKET_BATCH_DISCOUNT", 0.5)
+    if discount > 1:
+        raise ConfigError("PACKET_BATCH_DISCOUNT is the share of the price paid: 0 to 1")
+    priority = env.get("PACKET_BATCH_PRIORITY", "").strip()
+    return BatchSettings(
+        discount_ppm=round(discount * 1_000_000),
+        concurrency=max(1, _int(env, "PACKET_BATCH_CONCURRENCY", 8)),
+        priority=_int(env, "PACKET_BATCH_PRIORITY", 0) if priority else None,
+        window_seconds=max(1.0, _float(env, "PACKET_BATCH_WINDOW_SECONDS", 24 * 3600.0)),
+        lease_seconds=max(1.0, _float(env, "PACKET_BATCH_LEASE_SECONDS", 300.0)),
+        poll_seconds=max(0.05, _float(env, "PACKET_BATCH_POLL_SECONDS", 1.0)),
     )
 
 

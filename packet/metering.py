@@ -52,6 +52,11 @@ def cost_micros(settings: Settings, model: str, prompt_tokens: int, completion_t
     return -(-numerator // TOKENS_PER_PRICE)
 
 
+def discounted(cost: int, share_ppm: int) -> int:
+    """``share_ppm`` millionths of ``cost`` (a batch line's price), rounded up."""
+    return -(-cost * share_ppm // 1_000_000)
+
+
 @dataclass(frozen=True)
 class Hold:
     """Money held for one request, out of this worker's lease (see the module docstring)."""

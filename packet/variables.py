@@ -323,6 +323,46 @@ VARIABLES: tuple[Variable, ...] = (
         "the largest answer stored (a stream: the bytes of its events); larger answers are "
         "served but not stored",
     ),
+    Variable(
+        ("PACKET_FILES_MAX_BYTES",),
+        "`209715200`",
+        "largest file `POST /v1/files` accepts (413 above)",
+    ),
+    Variable(
+        ("PACKET_FILES_URL",),
+        "unset: in the database",
+        "`s3://bucket/prefix`: new files' bytes go to that S3-compatible bucket (boto3; credentials, region and a non-AWS endpoint from boto3's own `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`); files stored before stay where they are",
+    ),
+    Variable(
+        ("PACKET_BATCH_DISCOUNT",),
+        "`0.5`",
+        "share of the real-time price a batch line pays (0–1)",
+    ),
+    Variable(
+        ("PACKET_BATCH_CONCURRENCY",),
+        "`8`",
+        "lines of one batch in flight at once, per endpoint of its account, per worker",
+    ),
+    Variable(
+        ("PACKET_BATCH_PRIORITY",),
+        "unset",
+        "when set, sent as vLLM's `priority` on every batch line (for `--scheduling-policy priority`: higher is served later); unset, none is sent",
+    ),
+    Variable(
+        ("PACKET_BATCH_LEASE_SECONDS",),
+        "`300`",
+        "a claim's lease: a worker renews its claims every third of it while it lives; a dead worker's lines are taken over when it runs out",
+    ),
+    Variable(
+        ("PACKET_BATCH_POLL_SECONDS",),
+        "`1`",
+        "how often an idle worker looks for work (and a busy one validates, expires, finalizes and refreshes balances)",
+    ),
+    Variable(
+        ("PACKET_BATCH_WINDOW_SECONDS",),
+        "`86400`",
+        "a batch's completion window (`24h`); tests shorten it",
+    ),
 )
 
 

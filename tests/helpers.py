@@ -5,6 +5,8 @@ fail, and the price arithmetic the gateway must apply. The processes themselves 
 
 from __future__ import annotations
 
+import io
+import json
 import socket
 import threading
 import time
@@ -15,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 import requests
 from limits.storage import MemoryStorage
 
@@ -457,3 +460,49 @@ def sign_in(client, email: str, password: str = PASSWORD):
     return client.post(
         "/dashboard/login", data={"csrf_token": token, "email": email, "password": password}
     )
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def discounted(prompt: int, completion: int) -> int:
+    """Half the real-time price (PACKET_BATCH_DISCOUNT's default), rounded up."""
+    return -(-charge(prompt, completion) * 500_000 // 1_000_000)
+
+
+def chat_lines(count: int, prefix: str = "req", max_tokens: int | None = None) -> bytes:
+    lines = []
+    for i in range(count):
+        body: dict = {"model": "auto", "messages": [{"role": "user", "content": f"say {i}"}]}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        line = {"custom_id": f"{prefix}-{i}", "method": "POST", "url": "/v1/chat/completions"}
+        lines.append(json.dumps(line | {"body": body}))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def submit(client: openai.OpenAI, data: bytes, endpoint: str = "/v1/chat/completions") -> Any:
+    uploaded = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
+    return client.batches.create(
+        input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h"
+    )
+
+
+def wait_status(client: openai.OpenAI, batch_id: str, wanted: set[str], timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in wanted:
+            return batch
+        assert time.monotonic() < deadline, f"batch still {batch.status}: {batch}"
+        time.sleep(0.2)
+
+
+def jsonl(client: openai.OpenAI, file_id: str | None) -> list[dict]:
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
+
+
+def batch_rows(database: Any, name: str, batch_id: str) -> list:
+    return [r for r in database.run(store.usage_records, name) if r.batch_id == batch_id]

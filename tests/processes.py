@@ -205,6 +205,42 @@ class Gateway(Process):
         return count
 
 
+class BatchWorker(Process):
+    """The batch worker (``python worker.py``, what ``flask --app app worker`` runs)."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        full_env = clean_env(**({"PACKET_BATCH_POLL_SECONDS": "0.2"} | env))
+        super().__init__(
+            [sys.executable, "worker.py"], full_env, tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
+        )
+        deadline = time.monotonic() + 30
+        while "batch worker" not in self.output():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the batch worker did not start:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
+
+class S3Server(Process):
+    """moto's S3 server (``moto[server]``) on a free port, and the ``AWS_*`` settings that
+    point boto3 at it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            clean_env(),
+            tmp / f"s3-{self.port}.log",
+        )
+        wait_for(f"{self.url}/moto-api/", self.proc, self.log)
+        self.env = {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
 @dataclass
 class Database:
     """One migrated database and a Flask app bound to it, for setting up accounts."""
@@ -252,6 +288,7 @@ class Launcher:
         self.folder = folder
         self.sims: list[Sim] = []
         self.gateways: list[Gateway] = []
+        self.workers: list[BatchWorker] = []
 
     def sim(self, *args: str, **kwargs) -> Sim:
         """``sim("--model", "m", "--token-delay", "0.01")``."""
@@ -279,7 +316,18 @@ class Launcher:
         self.gateways.append(gateway)
         return gateway
 
+    def worker(
+        self, database: Database, upstreams: list[str] | tuple[str, ...] = (), **env: str
+    ) -> BatchWorker:
+        """A batch worker on ``database``, its shared pool ``upstreams``."""
+        settings = {"DATABASE_URL": database.url, "PACKET_UPSTREAMS": ",".join(upstreams)}
+        worker = BatchWorker(self.folder, settings | env)
+        self.workers.append(worker)
+        return worker
+
     def close(self) -> None:
+        for worker in self.workers:
+            worker.stop(signal.SIGKILL)
         # SIGINT is gunicorn's quick shutdown: it still runs worker_exit (usage flush).
         for gateway in self.gateways:
             gateway.stop(signal.SIGINT)

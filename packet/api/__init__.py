@@ -7,4 +7,14 @@ from ..limits import init_blueprint
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 init_blueprint(bp)
 
-from . import audio, chat, embeddings, messages, models, responses, vllm  # noqa: E402,F401  (views register on bp)
+from . import (  # noqa: E402,F401  (views register on bp)
+    audio,
+    batches,
+    chat,
+    embeddings,
+    files,
+    messages,
+    models,
+    responses,
+    vllm,
+)

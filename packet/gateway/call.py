@@ -9,11 +9,12 @@ from .. import metrics, usage
 from ..auth import Principal
 from ..journal import OpenCall
 from ..limits import TokenReservation
-from ..metering import Hold, cost_micros
+from ..metering import Hold, cost_micros, discounted
 from ..outcome import Outcome
 from ..protocol import Estimate, Wire
 from ..runtime import Runtime
 from ..upstream.discovery import Target
+from .inbound import BatchTerms
 
 NOTHING = usage.Usage(0, 0)
 
@@ -38,9 +39,13 @@ class Call:
     outcome: Outcome = field(default_factory=Outcome)
     holds_endpoint: bool = False
     done: bool = False
+    batch: BatchTerms | None = None
 
     def begin(self) -> None:
-        """Note the call in the worker's journal, so a worker killed mid-call bills it."""
+        """Note the call in the worker's journal, so a worker killed mid-call bills it (a
+        batch line is not: its claim's lease is its journal, see packet.batch)."""
+        if self.batch is not None:
+            return
         self.journal = self.rt.meter.begin(
             {
                 "request_id": self.request_id,
@@ -92,7 +97,12 @@ class Call:
             "client_disconnected": disconnected,
             "usage_source": used.source,
         }
-        self.rt.meter.record(row, self.hold, self.journal)
+        if self.batch is not None:  # the batch worker writes it with the line's result
+            row["route"], row["batch_id"] = "batch", self.batch.batch_id
+            row["cost_micros"] = discounted(cost, self.batch.discount_ppm)
+            self.batch.usage = row
+        else:
+            self.rt.meter.record(row, self.hold, self.journal)
         outcome = self.outcome
         outcome.model, outcome.endpoint, outcome.status = model, self.target.state.ident, status
         outcome.prompt_tokens, outcome.completion_tokens = used.prompt, used.completion

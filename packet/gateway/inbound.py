@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema
 
@@ -40,6 +40,17 @@ class Route:
 
 
 @dataclass
+class BatchTerms:
+    """A batch line's terms: not counted against the real-time limits, no money held (the
+    worker pays for it when it writes the result), priced at ``discount_ppm`` millionths;
+    the call leaves its usage row here for the worker to write with the result."""
+
+    batch_id: str
+    discount_ppm: int
+    usage: dict[str, Any] | None = None
+
+
+@dataclass
 class Inbound:
     """Who asks, what (the raw body or the spooled upload, the resource named in the path, the
     query string), its id and start time; the pipeline fills in what admission counted, so
@@ -63,6 +74,7 @@ class Inbound:
     cache_status: str | None = None
     cache_lookup: Lookup | None = None
     outcome: Outcome = field(default_factory=Outcome)
+    batch: BatchTerms | None = None
 
 
 @dataclass

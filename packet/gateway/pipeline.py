@@ -25,7 +25,7 @@ import orjson
 from .. import limits, tracing, usage
 from ..errors import APIError, InvalidRequest, from_upstream, from_validation
 from ..key_controls import check_model
-from ..metering import cost_micros
+from ..metering import NO_HOLD, cost_micros
 from ..runtime import Runtime
 from ..schemas import errors_for
 from ..upstream.discovery import EndpointState, Target
@@ -105,21 +105,26 @@ def _serve(rt: Runtime, inbound: Inbound) -> Answer:
     )
     size = len(inbound.raw) if inbound.upload is None else inbound.upload.size
     estimate = wire.estimate(body, size, context, rt.settings.default_max_tokens)
-    on_budget = 0  # the most this request can cost, held on its key's budget when it has one
-    if controls is not None and controls.budget_micros is not None:
-        on_budget = cost_micros(rt.settings, target.model, estimate.prompt, estimate.completion_cap)
-    with tracing.span("limits"):
-        tokens = inbound.admission = limits.count(rt, principal, estimate.reserve, on_budget)
-        inbound.counted = True
-        limits.refuse_over(rt, principal, tokens)
-    try:
-        with tracing.span("metering"):
-            hold = rt.meter.reserve(
-                principal, target.model, estimate.prompt, estimate.completion_cap
+    if inbound.batch is not None:  # the worker checks the balance and pays on the result
+        tokens, hold = None, NO_HOLD
+    else:
+        on_budget = 0  # the most this request can cost, held on its key's budget if it has one
+        if controls is not None and controls.budget_micros is not None:
+            on_budget = cost_micros(
+                rt.settings, target.model, estimate.prompt, estimate.completion_cap
             )
-    except BaseException:
-        rt.limits.settle(tokens, 0)
-        raise
+        with tracing.span("limits"):
+            tokens = inbound.admission = limits.count(rt, principal, estimate.reserve, on_budget)
+            inbound.counted = True
+            limits.refuse_over(rt, principal, tokens)
+        try:
+            with tracing.span("metering"):
+                hold = rt.meter.reserve(
+                    principal, target.model, estimate.prompt, estimate.completion_cap
+                )
+        except BaseException:
+            rt.limits.settle(tokens, 0)
+            raise
 
     call = Call(
         rt,
@@ -134,6 +139,7 @@ def _serve(rt: Runtime, inbound: Inbound) -> Answer:
         estimate=estimate,
         wire=wire,
         outcome=outcome,
+        batch=inbound.batch,
     )
     outcome.stream = stream
     stored = route.affinity == CREATES and body.get("store") is not False

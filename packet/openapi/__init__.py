@@ -21,7 +21,7 @@ from werkzeug.routing import Rule
 
 from ..gateway.cache import ROUTES as CACHED_ROUTES
 from ..gateway.inbound import ANTHROPIC, OPENAI, Route
-from ..protocol import messages
+from ..protocol import batches, messages
 from ..runtime import runtime
 from . import components
 from .bodies import FILE, custom_field, schema_name
@@ -42,6 +42,8 @@ TAGS = {
     "Audio": "Transcriptions and translations: a multipart upload (OpenAI).",
     "Models": "The models the caller's running endpoints serve.",
     "Health": "The gateway's readiness; with a key, the caller's endpoints too.",
+    "Files": "Files of one account: batch input files and batch outputs (OpenAI).",
+    "Batches": "Batches run by the gateway's workers on the account's endpoints (OpenAI).",
 }
 _TAG_OF_ROUTE = {
     "chat": "Chat",
@@ -213,9 +215,52 @@ def _health(summary: str) -> dict[str, Any]:
     }
 
 
+def _own(
+    tag: str,
+    statuses: tuple[int, ...],
+    body: Any = None,
+    kind: str = "application/json",
+    binary: bool = False,
+) -> Callable[[str], dict[str, Any]]:
+    """A Files or Batches operation: its body (a schema, or a form), an object (or, with
+    ``binary``, a file's bytes) answered."""
+
+    def describe(summary: str) -> dict[str, Any]:
+        ok = _ok(summary, {"type": "object"})
+        if binary:
+            raw = {"type": "string", "format": "binary"}
+            ok["content"] = {"application/octet-stream": {"schema": raw}}
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "tags": [tag],
+            "security": [{"bearer": []}],
+            "responses": {200: ok, **_errors(OPENAI, (401, 429, *statuses))},
+        }
+        if body is not None:
+            operation["requestBody"] = {"required": True, "content": {kind: {"schema": body}}}
+        return operation
+
+    return describe
+
+
+_UPLOAD = {
+    "type": "object",
+    "properties": {"purpose": {"type": "string", "enum": ["batch", "user_data"]}, "file": FILE},
+    "required": ["purpose", "file"],
+}
+
 # The views the gateway answers itself, by endpoint.
 OWN = {
     "v1.list_models": _models("ModelList", (401, 429, 503)),
     "v1.get_model": _models("Model", (401, 404, 429, 503)),
     "health.health": _health,
+    "v1.create_file": _own("Files", (400, 413), _UPLOAD, "multipart/form-data"),
+    "v1.list_files": _own("Files", (400,)),
+    "v1.retrieve_file": _own("Files", (404,)),
+    "v1.file_content": _own("Files", (404,), binary=True),
+    "v1.delete_file": _own("Files", (404,)),
+    "v1.create_batch": _own("Batches", (400,), batches.CreateSchema),
+    "v1.list_batches": _own("Batches", (400,)),
+    "v1.retrieve_batch": _own("Batches", (404,)),
+    "v1.cancel_batch": _own("Batches", (404,)),
 }

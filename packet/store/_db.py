@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from ..extensions import db
+
+T = TypeVar("T")
 
 
 class StoreError(ValueError):
@@ -69,3 +71,12 @@ def _page(query: Any, offset: int, limit: int | None) -> list[Any]:
     if limit is not None:
         query = query.limit(limit)
     return list(db.session.execute(query).scalars())
+
+
+def _detached(row: T | None) -> T | None:
+    """``row`` as loaded, out of the session (the read's transaction ended): its fields stay
+    readable without another query."""
+    if row is not None:
+        db.session.expunge(row)
+    db.session.rollback()
+    return row

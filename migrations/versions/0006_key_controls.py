@@ -1,13 +1,13 @@
 """Per-key controls: rpm, tpm, a spend budget, allowed models, an expiry; the key's spend.
 
-Revision ID: 0007
+Revision ID: 0006
 Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0007"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
