@@ -11,8 +11,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .config import MICROS_PER_DOLLAR, ConfigError, dollars_to_micros
 from .key_controls import PERIODS, parse_expiry
+from .money import MICROS_PER_DOLLAR, NotAnAmount, dollars_to_micros
 from .reports import parse_time
 from .schemas import StrictBool
 from .upstream.client import validate_base_url
@@ -44,7 +44,7 @@ class Dollars(fields.Field[int]):
             raise ValidationError('Must be an amount of dollars, e.g. 25 or "0.50".')
         try:
             micros = dollars_to_micros(value)
-        except ConfigError:
+        except NotAnAmount:
             raise ValidationError('Must be an amount of dollars, e.g. 25 or "0.50".') from None
         if abs(micros) > _MAX_DOLLARS * MICROS_PER_DOLLAR:
             raise ValidationError(f"Must be between -{_MAX_DOLLARS} and {_MAX_DOLLARS} dollars.")

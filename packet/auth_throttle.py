@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .config import IPNetwork
+from .addresses import IPNetwork
 from .counters import CounterStorage
 from .errors import RateLimitExceeded
 from .limits import StorageGuard, retry_headers

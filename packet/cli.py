@@ -17,10 +17,10 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from . import store
-from .config import ConfigError, dollars_to_micros
 from .key_controls import PERIODS, check_tier_bounds, parse_expiry, parse_models
 from .limits import tier_figures
 from .models import ApiKey
+from .money import NotAnAmount, dollars_to_micros
 from .reports import account_usage, account_view, dollars, key_view, parse_time
 from .runtime import runtime
 from .upstream.client import validate_base_url
@@ -44,7 +44,7 @@ def _store(operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def _amount(value: str) -> int:
     try:
         return dollars_to_micros(value)
-    except ConfigError as exc:
+    except NotAnAmount as exc:
         raise click.BadParameter(str(exc)) from None
 
 
@@ -176,7 +176,7 @@ def _key_changes(given: dict[str, str | None]) -> dict[str, Any]:
                 value = parse_expiry(text)
             else:
                 value = text
-        except (ValueError, ConfigError) as exc:
+        except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
         changes[_COLUMN.get(name, name)] = value
     return changes
@@ -348,73 +348,12 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
-batches_cli = AppGroup("batches", help="List, show and cancel batches.")
-
-
-@batches_cli.command("list")
-@click.argument("name")
-def batches_list(name: str) -> None:
-    """The account's batches, newest first."""
-    from .batch import service
-
-    account = _store(store.get_account, name)
-    for batch in store.list_batches(account.id, None, 100):
-        view = service.view(batch)
-        counts = view["request_counts"]
-        click.echo(
-            f"{batch.id}\t{batch.status}\t{batch.endpoint}\t{counts['completed']}/"
-            f"{counts['total']} done\t{counts['failed']} failed\t{_iso(batch.created_at)}"
-        )
-
-
-@batches_cli.command("show")
-@click.argument("batch_id")
-def batches_show(batch_id: str) -> None:
-    """The batch object, with what its lines have cost so far."""
-    from .batch import service
-    from .errors import NotFound
-
-    try:
-        view = service.view(service.find(None, batch_id))
-    except NotFound as exc:
-        raise click.ClickException(exc.message) from None
-    rows, prompt, completion, cost = store.batch_usage(batch_id)
-    view["usage_rows"], view["cost"] = rows, dollars(cost)
-    view["prompt_tokens"], view["completion_tokens"] = prompt, completion
-    click.echo(json.dumps(view, indent=2))
-
-
-@batches_cli.command("cancel")
-@click.argument("batch_id")
-def batches_cancel(batch_id: str) -> None:
-    """Stop the batch: no new line starts; in-flight ones finish."""
-    from .batch import service
-    from .errors import NotFound
-
-    try:
-        batch = service.cancel(None, batch_id)
-    except NotFound as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"{batch.id}\t{batch.status}")
-
-
-@click.command("worker")
-def worker() -> None:
-    """Run a batch worker in the foreground (gevent-patched first: it runs worker.py)."""
-    import os
-    import sys
-    from pathlib import Path
-
-    entry = Path(__file__).resolve().parent.parent / "worker.py"
-    os.execv(sys.executable, [sys.executable, str(entry)])
-
-
 def register(app: Flask) -> None:
     """Attach every command group to the app's ``flask`` CLI."""
+    from .batch.commands import batches_cli, worker
     from .dashboard.commands import users_cli
+    from .doctor import doctor
 
     for command in (accounts, keys_cli, endpoints, usage, demo, users_cli, batches_cli, worker):
         app.cli.add_command(command)
-    from .doctor import doctor
-
     app.cli.add_command(doctor)

@@ -9,15 +9,18 @@ when imported) and the simulator, :mod:`packet.devserver`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import re
-import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+from .addresses import AddressRules, IPNetwork, address_rules, networks
+from .money import NotAnAmount, Price, dollars_to_micros
+
+T = TypeVar("T")
 
 DEFAULT_TIERS: dict[str, dict[str, int]] = {
     "free": {"rpm": 20, "tpm": 40_000},
@@ -25,37 +28,9 @@ DEFAULT_TIERS: dict[str, dict[str, int]] = {
     "premium": {"rpm": 200, "tpm": 500_000},
 }
 
-MICROS_PER_DOLLAR = 1_000_000
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_CIDR_LIKE = re.compile(r"^[0-9a-f.:\[\]]+/\d+$")
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-
 
 class ConfigError(ValueError):
     """An environment variable has a value the gateway cannot use."""
-
-
-@dataclass(frozen=True)
-class Price:
-    """Price of one million tokens, in micro-dollars, for input and output."""
-
-    input_per_million: int
-    output_per_million: int
-
-
-@dataclass(frozen=True)
-class AddressRules:
-    """``PACKET_ENDPOINT_ALLOW`` or ``_DENY``: networks, exact hostnames, ``*.suffix`` wildcards
-    (kept as ``.suffix``). Hostnames are lower-case, without a trailing dot."""
-
-    networks: tuple[IPNetwork, ...] = ()
-    hosts: frozenset[str] = frozenset()
-    suffixes: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.networks or self.hosts or self.suffixes)
 
 
 @dataclass(frozen=True)
@@ -154,17 +129,19 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def dollars_to_micros(value: str | float | int) -> int:
-    """Parse a dollar amount such as ``"25"`` or ``"0.50"`` into integer micro-dollars."""
-    from decimal import Decimal, InvalidOperation
-
+def _dollars(env: Mapping[str, str], name: str) -> int:
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise ConfigError(f"not an amount of dollars: {value!r}") from exc
-    if not amount.is_finite():
-        raise ConfigError(f"not an amount of dollars: {value!r}")
-    return int((amount * MICROS_PER_DOLLAR).to_integral_value())
+        return dollars_to_micros(env.get(name, "0"))
+    except NotAnAmount as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _config(parse: Callable[[str], T], name: str, env: Mapping[str, str]) -> T:
+    """``parse`` the variable ``name``; what it cannot read is a ConfigError naming it."""
+    try:
+        return parse(env.get(name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -232,63 +209,13 @@ def _prices(raw: str | None) -> dict[str, Price]:
     for model, entry in table.items():
         if not isinstance(entry, dict):
             raise ConfigError(f"PACKET_PRICES[{model!r}] must be an object with input and output")
-        prices[model] = Price(
-            dollars_to_micros(entry.get("input", 0)), dollars_to_micros(entry.get("output", 0))
-        )
+        try:
+            prices[model] = Price(
+                dollars_to_micros(entry.get("input", 0)), dollars_to_micros(entry.get("output", 0))
+            )
+        except NotAnAmount as exc:
+            raise ConfigError(f"PACKET_PRICES[{model!r}]: {exc}") from None
     return prices
-
-
-def _networks(raw: str | None) -> tuple[IPNetwork, ...]:
-    """Comma-separated addresses or CIDRs (``10.0.0.0/8``; host bits are ignored)."""
-    networks = []
-    for text in filter(None, (part.strip() for part in (raw or "").split(","))):
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError as exc:
-            raise ConfigError(
-                f"PACKET_TRUSTED_PROXIES: {text!r} is not an address or CIDR"
-            ) from exc
-    return tuple(networks)
-
-
-def _address_rules(env: Mapping[str, str], name: str) -> AddressRules:
-    """Comma-separated CIDRs, addresses, hostnames and ``*.suffix`` wildcards.
-
-    Addresses must be written canonically (``127.0.0.1``, not ``0x7f000001`` or ``127.1``):
-    a rule the operator misreads is worse than a refused start.
-    """
-    networks: list[IPNetwork] = []
-    hosts: set[str] = set()
-    suffixes: list[str] = []
-    for text in filter(None, (part.strip().lower() for part in env.get(name, "").split(","))):
-        try:
-            networks.append(ipaddress.ip_network(text.strip("[]"), strict=False))
-            continue
-        except ValueError as exc:
-            if _CIDR_LIKE.match(text):
-                raise ConfigError(f"{name}: {text!r} is not a valid CIDR: {exc}") from None
-        host = text.rstrip(".")
-        wildcard = host.startswith("*.")
-        labels = (host[2:] if wildcard else host).split(".")
-        if not all(_HOST_LABEL.match(label) for label in labels):
-            raise ConfigError(f"{name}: {text!r} is not a CIDR, an address or a hostname")
-        if loose_ipv4(host):
-            raise ConfigError(f"{name}: {text!r} is not a canonical address (write a.b.c.d)")
-        if wildcard:
-            suffixes.append(host[1:])
-        else:
-            hosts.add(host)
-    return AddressRules(tuple(networks), frozenset(hosts), tuple(suffixes))
-
-
-def loose_ipv4(text: str) -> bool:
-    """True for what C's inet_aton (and so getaddrinfo) reads as an IPv4 address although it
-    is not dotted-quad decimal: ``2130706433``, ``0x7f000001``, ``0251.0376.0251.0376``."""
-    try:
-        socket.inet_aton(text)
-    except OSError:
-        return False
-    return True
 
 
 def default_sqlite_url(instance_path: str) -> str:
@@ -338,8 +265,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         warmup_timeout=_float(env, "PACKET_WARMUP_TIMEOUT", 30.0),
         failover_attempts=max(1, _int(env, "PACKET_FAILOVER_ATTEMPTS", 3)),
         default_price=Price(
-            dollars_to_micros(env.get("PACKET_PRICE_INPUT", "0")),
-            dollars_to_micros(env.get("PACKET_PRICE_OUTPUT", "0")),
+            _dollars(env, "PACKET_PRICE_INPUT"),
+            _dollars(env, "PACKET_PRICE_OUTPUT"),
         ),
         prices=_prices(env.get("PACKET_PRICES")),
         usage_flush_interval=_float(env, "PACKET_USAGE_FLUSH_INTERVAL", 0.5),
@@ -348,11 +275,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, instance_path: str) -
         journal_stale_seconds=max(10.0, _float(env, "PACKET_JOURNAL_STALE_SECONDS", 600.0)),
         balance_lease=max(1, _int(env, "PACKET_BALANCE_LEASE", 20)),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
-        trusted_proxies=_networks(env.get("PACKET_TRUSTED_PROXIES")),
+        trusted_proxies=_config(networks, "PACKET_TRUSTED_PROXIES", env),
         auth_failures_per_window=max(0, _int(env, "PACKET_AUTH_FAILURES_PER_WINDOW", 30)),
         request_read_timeout=request_read_timeout(env),
-        endpoint_allow=_address_rules(env, "PACKET_ENDPOINT_ALLOW"),
-        endpoint_deny=_address_rules(env, "PACKET_ENDPOINT_DENY"),
+        endpoint_allow=_config(address_rules, "PACKET_ENDPOINT_ALLOW", env),
+        endpoint_deny=_config(address_rules, "PACKET_ENDPOINT_DENY", env),
         metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         secret_key=env.get("SECRET_KEY") or None,
         dashboard_insecure_cookies=_bool(env, "PACKET_DASHBOARD_INSECURE_COOKIES", False),

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .config import MICROS_PER_DOLLAR
 from .errors import InsufficientQuota, InvalidAPIKey, ModelNotAllowed
+from .money import MICROS_PER_DOLLAR
 
 MONTH, TOTAL = "month", "total"
 PERIODS = (MONTH, TOTAL)

@@ -36,25 +36,9 @@ from .auth import Principal
 from .config import Settings
 from .errors import InsufficientQuota, ServiceUnavailable
 from .journal import Journal, OpenCall
+from .money import cost_micros
 
 log = logging.getLogger("packet.metering")
-
-
-TOKENS_PER_PRICE = 1_000_000  # prices are micro-dollars per million tokens
-
-
-def cost_micros(settings: Settings, model: str, prompt_tokens: int, completion_tokens: int) -> int:
-    """Cost of a request in micro-dollars, rounded up to the next micro-dollar."""
-    price = settings.price_for(model)
-    numerator = (
-        prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
-    )
-    return -(-numerator // TOKENS_PER_PRICE)
-
-
-def discounted(cost: int, share_ppm: int) -> int:
-    """``share_ppm`` millionths of ``cost`` (a batch line's price), rounded up."""
-    return -(-cost * share_ppm // 1_000_000)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import store
-from .config import MICROS_PER_DOLLAR
 from .key_controls import MONTH, parse_models, period_of
 from .models import Account, ApiKey, Endpoint, UsageRecord
+from .money import MICROS_PER_DOLLAR
 from .store import UsageRow
 
 _TOTALS = (

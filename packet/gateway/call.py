@@ -9,7 +9,8 @@ from .. import metrics, usage
 from ..auth import Principal
 from ..journal import OpenCall
 from ..limits import TokenReservation
-from ..metering import Hold, cost_micros, discounted
+from ..metering import Hold
+from ..money import cost_micros, discounted
 from ..outcome import Outcome
 from ..protocol import Estimate, Wire
 from ..runtime import Runtime

@@ -25,7 +25,8 @@ import orjson
 from .. import limits, tracing, usage
 from ..errors import APIError, InvalidRequest, from_upstream, from_validation
 from ..key_controls import check_model
-from ..metering import NO_HOLD, cost_micros
+from ..metering import NO_HOLD
+from ..money import cost_micros
 from ..runtime import Runtime
 from ..schemas import errors_for
 from ..upstream.discovery import EndpointState, Target

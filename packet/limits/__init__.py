@@ -19,6 +19,7 @@ routing); every other /v1 view is counted before it runs (``@counted``).
 """
 
 from .admission import count, refuse_over
+from .guard import STORAGE_DOWN, StorageGuard
 from .hooks import (
     admit,
     count_unadmitted,
@@ -30,9 +31,7 @@ from .hooks import (
 )
 from .window import (
     MAX_ESTIMATE,
-    STORAGE_DOWN,
     STORAGE_REFUSED,
-    StorageGuard,
     TokenReservation,
     WindowLimits,
     retry_headers,

@@ -30,7 +30,7 @@ import socket
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-from ..config import AddressRules, IPNetwork, loose_ipv4
+from ..addresses import AddressRules, IPNetwork, loose_ipv4
 from .errors import Blocked
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -4,11 +4,11 @@ import pytest
 
 from packet.config import (
     ConfigError,
-    dollars_to_micros,
     load_settings,
     normalize_database_url,
     request_read_timeout,
 )
+from packet.money import NotAnAmount, dollars_to_micros
 
 
 def settings(tmp_path, **env):
@@ -68,6 +68,16 @@ def test_bad_number_rejected(tmp_path):
 )
 def test_dollars(text, micros):
     assert dollars_to_micros(text) == micros
+
+
+@pytest.mark.parametrize("bad", ["lots", "nan", "inf", ""])
+def test_not_an_amount_is_refused_as_money_and_as_configuration(tmp_path, bad):
+    with pytest.raises(NotAnAmount):
+        dollars_to_micros(bad)
+    with pytest.raises(ConfigError, match="PACKET_PRICE_INPUT"):
+        settings(tmp_path, PACKET_PRICE_INPUT=bad or "x")
+    with pytest.raises(ConfigError, match="PACKET_PRICES"):
+        settings(tmp_path, PACKET_PRICES=f'{{"m": {{"input": "{bad}"}}}}')
 
 
 def test_prices(tmp_path):

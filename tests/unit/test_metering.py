@@ -18,11 +18,12 @@ import pytest
 
 from packet import store
 from packet.auth import Principal
-from packet.config import Price, load_settings
+from packet.config import load_settings
 from packet.errors import InsufficientQuota, ServiceUnavailable
 from packet.extensions import db
 from packet.journal import Journal, WorkerRow, process_alive
-from packet.metering import NO_HOLD, Hold, Meter, cost_micros
+from packet.metering import NO_HOLD, Hold, Meter
+from packet.money import Price, cost_micros
 from packet.upstream.relay import relay_sse
 from packet.upstream.sse import CHAT_FORMATS
 

@@ -26,8 +26,9 @@ from packet.auth import Principal
 from packet.config import load_settings
 from packet.errors import InsufficientQuota
 from packet.extensions import db
-from packet.metering import Meter, cost_micros
+from packet.metering import Meter
 from packet.models import Account, UsageRecord, WorkerLease
+from packet.money import cost_micros
 
 CONTEXT = 4096
 PRICED = {"PACKET_PRICE_INPUT": "100", "PACKET_PRICE_OUTPUT": "300"}

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Where variables are read: the settings, gunicorn's own file, the gunicorn worker.
 READERS = ("packet/config.py", "gunicorn.conf.py")
 READ = re.compile(
-    r"""(?:env|environ)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]+)["']|_(?:float|int|bool|choice|address_rules)\(\s*\w+,\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:env|environ)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]+)["']|_(?:float|int|bool|choice|dollars|config)\(\s*\w+,\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from packet.config import ConfigError, load_settings
-from packet.metering import discounted
+from packet.money import discounted
 
 
 def settings(tmp_path, **env):

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from packet.config import AddressRules
+from packet.addresses import AddressRules
 from packet.upstream.client import UpstreamClient
 from packet.upstream.errors import Blocked, ConnectFailed
 from packet.upstream.policy import EndpointPolicy
