@@ -213,7 +213,21 @@ def curve_usage(ctx: Context, sizes: list[int]) -> Curve:
                 {"start": have + 1, "stop": size},
             )
             db.session.commit()
+            # What the usage flush keeps in the same transaction as the rows: the daily roll-up.
+            db.session.execute(text("DELETE FROM usage_daily"))
+            db.session.execute(
+                text(
+                    "INSERT INTO usage_daily (account_id, day, model, key_id, requests, "
+                    "prompt_tokens, completion_tokens, total_tokens, cost_micros, cache_hits, "
+                    "saved_tokens) SELECT account_id, CAST(created_at AT TIME ZONE 'UTC' AS date), "
+                    "coalesce(model, ''), coalesce(key_id, 0), count(*), sum(prompt_tokens), "
+                    "sum(completion_tokens), sum(total_tokens), sum(cost_micros), 0, 0 "
+                    "FROM usage_records GROUP BY 1, 2, 3, 4"
+                )
+            )
+            db.session.commit()
             db.session.execute(text("ANALYZE usage_records"))
+            db.session.execute(text("ANALYZE usage_daily"))
             db.session.commit()
         have = size
         since = datetime.now(UTC) - timedelta(days=30)

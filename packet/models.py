@@ -239,6 +239,8 @@ class UsageDaily(Model):
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_hits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    saved_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class BalanceEvent(Model):

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..extensions import db
 from ..models import ApiKey, UsageDaily, utcnow
 
-_SUMS = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_micros")
+_SUMS = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_micros", "saved_tokens")
 
 
 def roll_up(rows: Iterable[dict[str, Any]]) -> None:
@@ -26,23 +26,25 @@ def roll_up(rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
         when = row.get("created_at") or utcnow()
         ident = (row["account_id"], when.date(), row.get("model") or "", row.get("key_id") or 0)
-        sums = groups.setdefault(ident, [0, 0, 0, 0, 0])
+        sums = groups.setdefault(ident, [0] * (2 + len(_SUMS)))
         sums[0] += 1
-        for i, name in enumerate(_SUMS, 1):
+        sums[1] += 1 if row.get("cached") else 0
+        for i, name in enumerate(_SUMS, 2):
             sums[i] += int(row.get(name) or 0)
     if not groups:
         return
     values = [
-        {"account_id": a, "day": d, "model": m, "key_id": k, "requests": s[0]}
-        | dict(zip(_SUMS, s[1:], strict=True))
+        {"account_id": a, "day": d, "model": m, "key_id": k, "requests": s[0], "cache_hits": s[1]}
+        | dict(zip(_SUMS, s[2:], strict=True))
         for (a, d, m, k), s in sorted(groups.items())  # one lock order across workers
     ]
     dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(UsageDaily)
     table = UsageDaily.__table__
+    summed = ("requests", "cache_hits", *_SUMS)
     stmt = stmt.on_conflict_do_update(
         index_elements=["account_id", "day", "model", "key_id"],
-        set_={name: table.c[name] + stmt.excluded[name] for name in ("requests", *_SUMS)},
+        set_={name: table.c[name] + stmt.excluded[name] for name in summed},
     )
     db.session.execute(stmt, values)
 
