@@ -203,7 +203,12 @@ class Worker:
                 if attempt == RECORD_TRIES - 1:
                     break
                 gevent.sleep(min(0.5 * 2**attempt, 10.0))
-        log.error("batch %s line %d: the database is away; given back", batch.id, claimed.line)
+        log.error(
+            "batch %s line %d: the database is away; given back",
+            batch.id,
+            claimed.line,
+            exc_info=True,
+        )
         store.drop_claim(batch.id, claimed.line, self.owner)
 
     def _principal(self, account_id: int) -> Principal | None:
