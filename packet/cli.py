@@ -17,7 +17,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from . import store
-from .key_controls import PERIODS, check_tier_bounds, parse_expiry, parse_models
+from .key_controls import PERIODS, ControlError, check_tier_bounds, read_controls
 from .limits import tier_figures
 from .models import ApiKey
 from .money import NotAnAmount, dollars_to_micros
@@ -154,35 +154,12 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _key_changes(given: dict[str, str | None]) -> dict[str, Any]:
     """The options given, parsed; the word "none" clears a control."""
-    changes: dict[str, Any] = {}
-    for name, text in given.items():
-        if text is None:
-            continue
-        if text.strip().lower() == "none" and name not in ("budget_period",):
-            changes[_COLUMN.get(name, name)] = None
-            continue
-        try:
-            if name in ("rpm", "tpm"):
-                value: Any = int(text)
-                if value < 1:
-                    raise ValueError(f"{name} must be at least 1")
-            elif name == "budget":
-                value = dollars_to_micros(text)
-                if value < 0:
-                    raise ValueError("a budget cannot be negative")
-            elif name == "models":
-                value = sorted(parse_models(text) or ())
-            elif name == "expires":
-                value = parse_expiry(text)
-            else:
-                value = text
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
-        changes[_COLUMN.get(name, name)] = value
-    return changes
-
-
-_COLUMN = {"budget": "budget_micros", "expires": "expires_at"}
+    try:
+        return read_controls(given, clear="none")
+    except ControlError as exc:
+        raise click.BadParameter(
+            exc.message, param_hint=f"--{exc.name.replace('_', '-')}"
+        ) from None
 
 
 def _within_tier(tier: str, changes: dict[str, Any]) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import InsufficientQuota, InvalidAPIKey, ModelNotAllowed
-from .money import MICROS_PER_DOLLAR
+from .money import MICROS_PER_DOLLAR, dollars_to_micros
 
 MONTH, TOTAL = "month", "total"
 PERIODS = (MONTH, TOTAL)
@@ -130,3 +131,56 @@ def check_tier_bounds(figures: dict[str, int], changes: dict[str, Any]) -> None:
                 f"{name} {value} is above the account's tier ({figures[name]}); a key can only "
                 "be tighter than its account"
             )
+
+
+class ControlError(ValueError):
+    """A control typed as text that cannot be read: which one, and why."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
+_COLUMNS = {"budget": "budget_micros", "expires": "expires_at"}
+
+
+def read_controls(given: Mapping[str, str | None], *, clear: str | None = None) -> dict[str, Any]:
+    """Controls typed as text (``rpm``, ``tpm``, ``budget`` in dollars, ``budget_period``,
+    ``models`` comma-separated, ``expires``; ``label`` passes through) as the key's columns.
+    Absent or empty ones are left out; the word ``clear`` (the CLI's "none") clears one."""
+    changes: dict[str, Any] = {}
+    for name, raw in given.items():
+        text = (raw or "").strip()
+        if not text:
+            continue
+        column = _COLUMNS.get(name, name)
+        if clear is not None and text.lower() == clear and name != "budget_period":
+            changes[column] = None
+            continue
+        try:
+            changes[column] = _read(name, text)
+        except ValueError as exc:
+            raise ControlError(name, str(exc)) from None
+    return changes
+
+
+def _read(name: str, text: str) -> Any:
+    if name in ("rpm", "tpm"):
+        value = int(text)
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1")
+        return value
+    if name == "budget":
+        micros = dollars_to_micros(text)
+        if micros < 0:
+            raise ValueError("a budget cannot be negative")
+        return micros
+    if name == "budget_period":
+        if text not in PERIODS:
+            raise ValueError(f"one of {', '.join(PERIODS)}")
+        return text
+    if name == "models":
+        return sorted(parse_models(text) or ())
+    if name == "expires":
+        return parse_expiry(text)
+    return text

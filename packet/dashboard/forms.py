@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, EmailField, PasswordField, StringField, SubmitField
+from wtforms import DateField, EmailField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from ..users import MAX_PASSWORD, MIN_PASSWORD
@@ -34,10 +34,51 @@ class ChangePasswordForm(SetPasswordForm):
 
 
 class KeyForm(FlaskForm):
+    """A new key and its own controls, all optional (see packet.key_controls)."""
+
     label = StringField(
         "Label", validators=[Optional(), Length(max=100)], description="To recognise the key by."
     )
+    rpm = StringField(
+        "Requests per minute",
+        validators=[Optional(), Length(max=12)],
+        description="Empty: the account's. At most the tier's.",
+    )
+    tpm = StringField(
+        "Tokens per minute",
+        validators=[Optional(), Length(max=12)],
+        description="Empty: the account's. At most the tier's.",
+    )
+    budget = StringField(
+        "Budget in dollars",
+        validators=[Optional(), Length(max=20)],
+        description="A spend cap for this key. Empty: none.",
+    )
+    budget_period = SelectField(
+        "Budget period",
+        choices=[("month", "per calendar month (UTC)"), ("total", "in total")],
+        default="month",
+    )
+    models = StringField(
+        "Allowed models",
+        validators=[Optional(), Length(max=2000)],
+        description="Model ids, comma-separated. Empty: every model.",
+    )
+    expires = DateField(
+        "Expires after", validators=[Optional()], description="Valid through that day (UTC)."
+    )
     submit = SubmitField("Create key")
+
+    def controls(self) -> dict[str, str | None]:
+        """The controls as typed, for packet.key_controls.read_controls."""
+        return {
+            "rpm": self.rpm.data,
+            "tpm": self.tpm.data,
+            "budget": self.budget.data,
+            "budget_period": self.budget_period.data if self.budget.data else None,
+            "models": self.models.data,
+            "expires": self.expires.data.isoformat() if self.expires.data else None,
+        }
 
 
 class EndpointForm(FlaskForm):

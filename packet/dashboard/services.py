@@ -14,12 +14,13 @@ from typing import Any
 from .. import store
 from ..gateway.targets import endpoints_or_pool
 from ..limits import tier_figures
-from ..models import Account, User
+from ..models import Account, User, utcnow
 from ..reports import dollars
 from ..runtime import runtime
 from ..upstream.discovery import HEALTHY
 
 PLAYGROUND_LABEL = "playground"
+PLAYGROUND_KEY_LIFE = timedelta(hours=12)
 audit_log = logging.getLogger("packet.audit")
 USAGE_DAYS = 30
 
@@ -153,7 +154,9 @@ def playground_key(user: User, previous: int | None) -> tuple[int, str]:
     account = user.account
     if previous is not None:
         revoke_playground_key(account, previous)
-    row, key = store.create_key(account.name, f"{PLAYGROUND_LABEL} · {user.email}"[:100])
+    label = f"{PLAYGROUND_LABEL} · {user.email}"[:100]
+    expiry = {"expires_at": utcnow() + PLAYGROUND_KEY_LIFE}  # revoked at sign-out anyway
+    row, key = store.create_key(account.name, label, expiry)
     runtime().keys.invalidate()
     audit("playground.key", user, key=f"{row.prefix}…")
     return row.id, key

@@ -12,7 +12,8 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from ...reports import dollars
+from ...models import ApiKey
+from ...reports import dollars, key_view
 from ...users import UserError
 from .. import bp, session
 from . import endpoints, keys, pages, playground, signin, usage
@@ -47,6 +48,25 @@ def _when(value: datetime | None) -> str:
 @bp.app_template_filter("dollars")
 def _dollars(micros: int) -> str:
     return dollars(micros)
+
+
+@bp.app_template_filter("limits")
+def _limits(key: ApiKey) -> str:
+    """A key's own controls in a few words ("–" for none)."""
+    view = key_view(key)
+    parts = []
+    if view["rpm"]:
+        parts.append(f"{view['rpm']} req/min")
+    if view["tpm"]:
+        parts.append(f"{view['tpm']} tok/min")
+    if view["budget"] is not None:
+        per = "month" if view["budget_period"] == "month" else "total"
+        parts.append(f"${view['spent']} of ${view['budget']} per {per}")
+    if view["models"]:
+        parts.append("models: " + ", ".join(view["models"]))
+    if view["expires_at"]:
+        parts.append(f"expires {view['expires_at'][:16].replace('T', ' ')} UTC")
+    return "; ".join(parts) or "–"
 
 
 @cache

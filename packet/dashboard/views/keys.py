@@ -1,4 +1,5 @@
-"""API keys: the list, a new key (shown once), revocation after a confirmation."""
+"""API keys: the list with each key's controls, a new key with its own (shown once),
+revocation after a confirmation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from ... import store
+from ...key_controls import ControlError, check_tier_bounds, read_controls
+from ...limits import tier_figures
 from ...models import ApiKey
 from ...runtime import runtime
 from .. import bp, services
@@ -41,7 +44,18 @@ def create_key() -> ResponseReturnValue:
     form = KeyForm()
     if not form.validate_on_submit():
         return _page(form, status=400)
-    row, key = store.create_key(signed_in().account.name, form.label.data or None)
+    account = signed_in().account
+    try:
+        controls = read_controls(form.controls())
+        check_tier_bounds(tier_figures(runtime().settings, account.tier), controls)
+    except ControlError as exc:
+        getattr(form, exc.name).errors = [exc.message]
+        return _page(form, status=400)
+    except ValueError as exc:  # above the tier
+        field = form.rpm if str(exc).startswith("rpm") else form.tpm
+        field.errors = [str(exc)]
+        return _page(form, status=400)
+    row, key = store.create_key(account.name, form.label.data or None, controls)
     runtime().keys.invalidate()
     services.audit("key.create", signed_in().user, key=f"{row.prefix}…")
     return _page(KeyForm(formdata=None), new_key=key, status=201)

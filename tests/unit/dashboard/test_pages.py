@@ -71,6 +71,52 @@ def test_owner_creates_a_key_shown_once_that_the_api_accepts(app, caplog):
     )
 
 
+def test_owner_gives_a_new_key_limits_of_its_own(app):
+    client = _client(app)
+    fields = {
+        "label": "ci",
+        "rpm": "5",
+        "tpm": "",
+        "budget": "2.50",
+        "budget_period": "total",
+        "models": "m-b, m-a",
+        "expires": "2027-01-31",
+    }
+    created = _post(client, "/dashboard/keys", fields, "/dashboard/keys")
+    assert created.status_code == 201
+    key = re.search(r"pk_live_[A-Za-z0-9]+", created.text).group(0)
+    with app.app_context():
+        row = store.find_live_key(key)
+        assert (row.rpm, row.tpm, row.budget_micros, row.budget_period) == (
+            5,
+            None,
+            2_500_000,
+            "total",
+        )
+        assert row.models == "m-a\nm-b" and row.expires_at.isoformat().startswith("2027-02-01")
+    listed = client.get("/dashboard/keys").text
+    assert "5 req/min" in listed and "$0.00 of $2.50 per total" in listed
+    assert "models: m-a, m-b" in listed and "expires 2027-02-01 00:00 UTC" in listed
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"rpm": "0"}, "rpm must be at least 1"),
+        ({"rpm": "many"}, "invalid literal"),
+        ({"rpm": "100000"}, "above the account&#39;s tier"),
+        ({"budget": "-1"}, "cannot be negative"),
+        ({"budget": "lots"}, "not an amount of dollars"),
+    ],
+)
+def test_key_limits_that_cannot_be_read_are_shown_on_the_form(app, fields, message):
+    client = _client(app)
+    answer = _post(client, "/dashboard/keys", {"label": "x"} | fields, "/dashboard/keys")
+    assert answer.status_code == 400 and message in answer.text
+    with app.app_context():
+        assert "x" not in [k.label for k in store.list_keys("acme")]
+
+
 def test_revoke_asks_first_then_revokes(app):
     client = _client(app)
     with app.app_context():
