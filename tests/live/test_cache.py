@@ -112,10 +112,10 @@ def test_miss_then_hit_with_the_sdk_auto_and_the_model_id_share_it(live, account
     )
     assert hit.saved_tokens == miss.total_tokens > 0 and not miss.cached
     lines = live.gateway.output().splitlines()
+    assert any(f"request_id={hit.request_id} " in line and " cache=hit " in line for line in lines)
     assert any(
-        f"request_id={hit.request_id} " in line and line.endswith(" cached") for line in lines
+        f"request_id={miss.request_id} " in line and " cache=miss " in line for line in lines
     )
-    assert not any(f"request_id={miss.request_id} " in line and "cached" in line for line in lines)
     assert miss.cost_micros == charge(miss.prompt_tokens, miss.completion_tokens)
     until(lambda: balance(live.database, name) == 25_000_000 - miss.cost_micros, "settled")
 
