@@ -166,12 +166,17 @@ def curve_endpoints(ctx: Context, counts: list[int]) -> Curve:
         states = [EndpointState(ctx.sim_url, f"k{i}", f"e{i}", HEALTHY) for i in range(count)]
         for state in states:
             state.models = {"m": {"id": "m"}}
-        started, calls = time.process_time(), 20_000
-        for _ in range(calls):
-            rt.discovery.pick(states, "m")
-        routing = (time.process_time() - started) / calls * 1e6
+        routing = {}
+        for model in ("m", None):  # the model named, and "auto"
+            started, calls = time.process_time(), 20_000
+            for _ in range(calls):
+                rt.discovery.pick(states, model)
+            routing[model] = (time.process_time() - started) / calls * 1e6
         curve.points.append((count, cpu))
-        curve.notes[count] = f"routing {routing:.1f} µs ({routing / cpu:.1%} of a request)"
+        curve.notes[count] = (
+            f"routing {routing['m']:.1f} µs named, {routing[None]:.1f} µs auto "
+            f"({routing[None] / cpu:.1%} of a request)"
+        )
     return curve
 
 

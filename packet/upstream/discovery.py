@@ -289,10 +289,12 @@ class Discovery:
         if not ready:
             return None
         if not model:
-            served = self.served_models(ready)
-            if not served:
-                return None
-            model = default_model if default_model in served else next(iter(served))
+            if default_model and any(default_model in s.models for s in ready):
+                model = default_model
+            else:  # the alphabetically first: a minimum, not a sorted table per request
+                model = min((m for s in ready for m in s.models), default=None)
+                if model is None:
+                    return None
         candidates = [s for s in ready if model in s.models]
         if not candidates:
             return None
