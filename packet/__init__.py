@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -146,18 +147,19 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     auth.init_app(app, keys, throttle)
+    discovery = Discovery(
+        client,
+        interval=settings.discovery_interval,
+        probe_timeout=settings.discovery_timeout,
+        cooloff=settings.unhealthy_cooloff,
+        warmup_timeout=settings.warmup_timeout,
+        on_state=metrics.endpoint_state,
+    )
     rt = app.extensions["packet"] = Runtime(
         settings=settings,
         keys=keys,
         client=client,
-        discovery=Discovery(
-            client,
-            interval=settings.discovery_interval,
-            probe_timeout=settings.discovery_timeout,
-            cooloff=settings.unhealthy_cooloff,
-            warmup_timeout=settings.warmup_timeout,
-            on_state=metrics.endpoint_state,
-        ),
+        discovery=discovery,
         limits=limits,
         meter=Meter(
             app,
@@ -177,6 +179,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             settings.limit_key_prefix,
             settings.cache_max_entry_bytes,
         ),
+        background=(functools.partial(metrics.sample, discovery.known),),
     )
     app.before_request(rt.start)
 

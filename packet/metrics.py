@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import functools
 import hmac
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import gevent
 from flask import Blueprint, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -173,9 +175,18 @@ def _endpoint_inflight(endpoint: str) -> Any:
 
 
 def endpoint_inflight(state: EndpointState) -> None:
-    """The endpoint's requests in flight in this worker, after a change."""
+    """The endpoint's requests in flight in this worker (sampled: see :func:`sample`)."""
     if state.ident:
         _endpoint_inflight(state.ident).set(state.inflight)
+
+
+def sample(known: Callable[[], Iterable[EndpointState]], every: float = 1.0) -> None:
+    """Set the in-flight gauges every ``every`` seconds, for ever (a worker's greenlet): a
+    gauge written on every request's start and end cost two shared-memory writes each."""
+    while True:
+        gevent.sleep(every)
+        for state in known():
+            endpoint_inflight(state)
 
 
 def endpoint_state(state: EndpointState, cooling_off: bool = False) -> None:

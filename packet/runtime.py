@@ -40,6 +40,7 @@ class Runtime:
     auth_throttle: AuthThrottle
     owners: Owners
     cache: ResponseCache
+    background: tuple[Callable[[], None], ...] = ()  # more work for the worker's lifetime
     started: bool = field(default=False)
     streams: weakref.WeakSet[gevent.Greenlet[..., Any]] = field(default_factory=weakref.WeakSet)
 
@@ -49,6 +50,8 @@ class Runtime:
             self.started = True
             self.discovery.start()
             self.meter.start()
+            for job in self.background:
+                gevent.spawn(job)
             atexit.register(self.close)
 
     def track_stream(self) -> None:

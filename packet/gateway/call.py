@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import KW_ONLY, dataclass, field
 
-from .. import metrics, usage
+from .. import usage
 from ..auth import Principal
 from ..journal import OpenCall
 from ..limits import TokenReservation
@@ -74,7 +74,6 @@ class Call:
         self.done = True
         if self.holds_endpoint:
             self.target.state.inflight -= 1
-            metrics.endpoint_inflight(self.target.state)
         model = self.target.model
         cost = cost_micros(self.rt.settings, model, used.prompt, used.completion)
         self.rt.limits.settle(self.tokens, used.total, cost)

@@ -69,7 +69,6 @@ def send(
         if retry is None and outcome.response is not None:
             return target, outcome.response  # the last replica's 502/503 is the answer
         state.inflight -= 1
-        metrics.endpoint_inflight(state)
         if retry is None:
             raise outcome.failure
         if outcome.response is not None:
@@ -109,14 +108,12 @@ def _attempt(
     """One attempt. From here the endpoint counts the request in flight; the caller releases it
     (at once when it moves on, when the call finishes otherwise)."""
     state.inflight += 1
-    metrics.endpoint_inflight(state)
     try:
         response = rt.client.send(method, url, payload, headers, stream=stream)
     except (ConnectFailed, Dropped, Blocked) as exc:
         return _Failed(exc)
     except BaseException as exc:
         state.inflight -= 1
-        metrics.endpoint_inflight(state)
         metrics.UPSTREAM_FAILURES.labels(failure_kind(exc)).inc()
         raise
     if response.status_code in _RETRY_STATUSES:

@@ -209,6 +209,10 @@ class Discovery:
         state.status, state.error, state.models = BLOCKED, reason, {}
         state.refused_since = None
 
+    def known(self) -> list[EndpointState]:
+        """Every endpoint this worker has met (for the metrics' sampler)."""
+        return list(self._states.values())
+
     def start(self) -> None:
         """Start the background refresh loop (once per worker)."""
         if self._loop is None and self.interval > 0:
