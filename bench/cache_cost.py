@@ -21,39 +21,16 @@ import statistics
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from bench.metering_cost import TIERS, worker_cpu
+from bench.metering_cost import TIERS, round_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from processes import Database, Launcher, Process, clean_env, free_port, migrated_app  # noqa: E402
 
 PROMPT = "Say hello to the benchmark, in sixteen words."
-
-
-def round_cpu(
-    url: str,
-    headers: dict[str, str],
-    body: Callable[[int], dict[str, Any]],
-    pid: int,
-    n: int,
-    c: int,
-) -> float:
-    """Worker CPU milliseconds per request over ``n`` requests at concurrency ``c``."""
-
-    def one(i: int) -> None:
-        requests.post(url, json=body(i), headers=headers, timeout=30).raise_for_status()
-
-    before = worker_cpu(pid)
-    with ThreadPoolExecutor(c) as pool:
-        list(pool.map(one, range(n)))
-    return (worker_cpu(pid) - before) / n * 1000
 
 
 def main() -> None:

@@ -16,14 +16,11 @@ import statistics
 import sys
 import tempfile
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from bench.metering_cost import TIERS, worker_cpu
+from bench.metering_cost import TIERS, round_cpu
 from packet import store
 from packet.devserver import DEFAULT_MODEL
 
@@ -39,18 +36,12 @@ CONTROLS: dict[str, Any] = {
 }
 
 
-def round_cpu(url: str, key: str, pid: int, n: int, c: int) -> float:
-    """Worker CPU milliseconds per request over ``n`` requests at concurrency ``c``."""
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    headers = {"Authorization": f"Bearer {key}"}
+def key_round(url: str, key: str, pid: int, n: int, c: int) -> float:
+    """Worker CPU milliseconds per request of ``n`` small chats with ``key``."""
+    return round_cpu(url, {"Authorization": f"Bearer {key}"}, lambda _: BODY, pid, n, c)
 
-    def one(_: int) -> None:
-        requests.post(url, json=body, headers=headers, timeout=10).raise_for_status()
 
-    before = worker_cpu(pid)
-    with ThreadPoolExecutor(c) as pool:
-        list(pool.map(one, range(n)))
-    return (worker_cpu(pid) - before) / n * 1000
+BODY: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
 def main() -> None:
@@ -79,13 +70,13 @@ def main() -> None:
         )
         url, pid = f"{gateway.url}/v1/chat/completions", gateway.proc.pid
         for key in (plain, controlled):  # warm up: caches, pools, scripts
-            round_cpu(url, key, pid, 50, args.concurrency)
+            key_round(url, key, pid, 50, args.concurrency)
         figures: dict[str, list[float]] = {"plain": [], "controlled": []}
         keys = {"plain": plain, "controlled": controlled}
         for number in range(rounds):
             order = list(keys) if number % 2 == 0 else list(reversed(keys))  # ABBA: no order bias
             for label in order:
-                figures[label].append(round_cpu(url, keys[label], pid, n, args.concurrency))
+                figures[label].append(key_round(url, keys[label], pid, n, args.concurrency))
         medians = {label: statistics.median(values) for label, values in figures.items()}
         storage = "redis" if args.redis_url else "memory"
         print(f"limits in {storage}, {rounds} rounds × {n} requests, c={args.concurrency}")

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,25 @@ def worker_cpu(master_pid: int) -> float:
         if int(fields[1]) == master_pid:
             total += (int(fields[11]) + int(fields[12])) / 100  # clock ticks (USER_HZ = 100)
     return total
+
+
+def round_cpu(
+    url: str,
+    headers: dict[str, str],
+    body: Callable[[int], dict[str, Any]],
+    pid: int,
+    n: int,
+    c: int,
+) -> float:
+    """Worker CPU milliseconds per request over ``n`` requests at concurrency ``c``."""
+
+    def one(i: int) -> None:
+        requests.post(url, json=body(i), headers=headers, timeout=30).raise_for_status()
+
+    before = worker_cpu(pid)
+    with ThreadPoolExecutor(c) as pool:
+        list(pool.map(one, range(n)))
+    return (worker_cpu(pid) - before) / n * 1000
 
 
 def run(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import BigInteger, Integer, String, case, func, select
+from sqlalchemy import BigInteger, Integer, Select, String, case, func, select
 
 from ..extensions import db
 from ..models import ApiKey, UsageDaily, UsageRecord
@@ -146,10 +146,7 @@ def _daily(
         query = query.where(d.day >= first)
     if last is not None:
         query = query.where(d.day < last)
-    if model is not None:
-        query = query.where(d.model == model)
-    if key_id is not None:
-        query = query.where(d.key_id == key_id)
+    query = _narrowed(query, d.model, d.key_id, model, key_id)
     rows = db.session.execute(query.group_by(d.model, d.key_id)).all()
     # The roll-up's "no model" is '' and "no key" is 0.
     return [(m or None, k or None, *sums) for m, k, *sums in rows]
@@ -178,11 +175,22 @@ def _recorded(
         query = query.where(r.created_at >= low)
     if high is not None:
         query = query.where(r.created_at < high)
-    if model is not None:
-        query = query.where(r.model == model)
-    if key_id is not None:
-        query = query.where(r.key_id == key_id)
+    query = _narrowed(query, r.model, r.key_id, model, key_id)
     return list(db.session.execute(query.group_by(r.model, r.key_id)).all())
+
+
+Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
+
+
+def _narrowed(
+    query: Q, model_column: Any, key_column: Any, model: str | None, key_id: int | None
+) -> Q:
+    """The report's filters, on either table."""
+    if model is not None:
+        query = query.where(model_column == model)
+    if key_id is not None:
+        query = query.where(key_column == key_id)
+    return query
 
 
 def _add(
