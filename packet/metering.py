@@ -63,6 +63,7 @@ USAGE_BACKLOG = "The gateway cannot record usage right now; try again shortly."
 _LEASE_FLOOR = 4
 _LEASE_GROWTH = 16
 _SWEEP_SECONDS = 10.0
+_CLOSING_WAIT = 2.0
 
 
 class Meter:
@@ -360,6 +361,11 @@ class Meter:
             self._stopping.set()
             self._loop.join(timeout=deadline)
             self._loop = None
+        # A response whose last byte went out may still be closing, and queues its row as it
+        # does (a quick stop comes between): give the calls still open a moment to end.
+        closing = time.monotonic() + min(deadline, _CLOSING_WAIT)
+        while self.journal.open and time.monotonic() < closing:
+            gevent.sleep(0.02)
         while self.pending() and time.monotonic() < end:
             self.flush()
             if self.pending():

@@ -48,10 +48,10 @@ def configure_logging(log_format: str, level: str) -> None:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     for handler in root.handlers:
         handler.setFormatter(formatter)
-    # No line the gateway writes shows a caller's file, thread or process: do not look them up
-    # for each record (the request line is written once per request).
+    # No line shows a caller's file or thread: do not look them up for each record (the
+    # request line is written once per request). The process id stays: gunicorn's lines show it.
     logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logThreads = logging.logMultiprocessing = False
     root.setLevel(logging.WARNING)
     logging.getLogger("packet").setLevel(level)
 

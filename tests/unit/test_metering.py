@@ -222,6 +222,20 @@ def test_close_flushes_everything_buffered(database):
     assert _balance(database, principal) == 1_000_000 - 25 * 400
 
 
+def test_close_waits_for_calls_still_closing(database):
+    """A quick stop: a response whose last byte went out is still closing (its row not queued
+    yet) when the worker shuts down; close() waits for it, bounded, then writes its row."""
+    principal = _principal(database, 1_000_000)
+    meter = _meter(database)
+    hold = database.run(meter.reserve, principal, "m", 1, 1)
+    call = meter.begin(_call_fields(principal), hold)
+    usage = _usage(principal, 1, 1, 400)
+    gevent.spawn_later(0.2, meter.record, usage, hold, call)
+    meter.close()
+    assert [r.request_id for r in _rows(database, principal)] == [usage["request_id"]]
+    assert _balance(database, principal) == 1_000_000 - 400
+
+
 def test_close_lets_a_flush_under_way_finish(database, monkeypatch):
     """The background flush is mid-write when the worker shuts down: killed there, its batch
     would be gone (it is no longer queued), so close waits for it."""
