@@ -214,6 +214,10 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(root)
     app.register_blueprint(health)
     app.register_blueprint(docs)
+    if not settings.metrics_bind:  # else gunicorn's master serves /metrics on that bind
+        from .api.metrics import bp as metrics
+
+        app.register_blueprint(metrics)
     if settings.admin_token:
         from .admin import bp as admin
 

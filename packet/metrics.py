@@ -1,4 +1,5 @@
-"""The Prometheus series, the functions that feed them, and ``GET /metrics``.
+"""The Prometheus series and the functions that feed them (``GET /metrics`` is
+:mod:`packet.api.metrics`). No Flask here: the gateway and the batch worker feed them too.
 
 Metrics work with several gunicorn workers through prometheus-client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``, set up and removed by ``gunicorn.conf.py``). Labels stay bounded:
@@ -13,24 +14,11 @@ from the response cache or finish a batch line.
 from __future__ import annotations
 
 import functools
-import hmac
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import gevent
-from flask import Blueprint, Response, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
-
-from .errors import InvalidAPIKey
-from .runtime import runtime
+from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from .upstream.discovery import EndpointState
@@ -202,27 +190,3 @@ def stream_started() -> None:
 
 def stream_ended() -> None:
     STREAMS.dec()
-
-
-bp = Blueprint("metrics", __name__)
-
-
-@bp.get("/metrics")
-def metrics() -> Response:
-    """Prometheus exposition, aggregated over every worker; behind ``PACKET_METRICS_TOKEN``."""
-    settings = runtime().settings
-    token = settings.metrics_token
-    if token is not None:
-        sent = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
-            raise InvalidAPIKey("Send PACKET_METRICS_TOKEN as 'Authorization: Bearer ...'.")
-    return Response(exposition(settings.metrics_multiprocess_dir), mimetype=CONTENT_TYPE_LATEST)
-
-
-def exposition(multiprocess_dir: str | None) -> bytes:
-    """Every series, summed over the workers when they share a multiprocess directory."""
-    if multiprocess_dir:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest()

@@ -165,10 +165,7 @@ def trace_id_from(traceparent: str | None) -> str | None:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Request ids, Server-Timing, the log line and metrics of every request; /metrics unless
-    gunicorn's master serves it on its own bind."""
+    """Request ids, Server-Timing, the log line and metrics of every request."""
     as_json = settings.log_format == "json"
     app.before_request(_begin)
     app.after_request(lambda response: _finish(response, as_json))
-    if not settings.metrics_bind:
-        app.register_blueprint(metrics.bp)
